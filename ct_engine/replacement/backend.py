@@ -1,0 +1,106 @@
+"""What an attribution backend provides, independent of the library that runs the model.
+
+A backend wraps a Hugging Face causal LM and exposes exactly two kinds of forward pass:
+
+* a **clean run** (no gradients) that records, per layer, the transcoder input ``x_l`` and the
+  MLP output ``y_l`` at the transcoder's hooks, plus the embeddings and the logits;
+* a **frozen run** on a batch of identical prompts that builds the autograd graph of the
+  *local replacement model* (spec §3.6): attention patterns and every norm scale detached,
+  MLP outputs detached except for the transcoder's linear skip path. In that graph every
+  target readout is a linear function of the node vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class CleanRun:
+    """Activations of one unbatched forward pass.
+
+    Attributes:
+        logits: ``(T, V)`` the model's logits (softcap applied where the model has one).
+        feature_inputs: ``(L, T, D)`` activations at each layer's feature input hook.
+        feature_outputs: ``(L, T, D)`` MLP outputs at each layer's feature output hook.
+        embeddings: ``(T, D)`` what the embedding writes into the residual stream (token
+            vectors, including any in-module scaling such as Gemma's √D).
+    """
+
+    logits: torch.Tensor
+    feature_inputs: torch.Tensor
+    feature_outputs: torch.Tensor
+    embeddings: torch.Tensor
+
+
+@dataclass
+class FrozenRun:
+    """Autograd graph of the local replacement model for a batch of ``B`` prompt copies.
+
+    Attributes:
+        feature_inputs: ``L`` tensors ``(B, T, D)``: readout sites of feature targets.
+        feature_outputs: ``L`` tensors ``(B, T, D)``: write sites of features and errors.
+        embeddings: ``(B, T, D)``: write site of token nodes (a leaf that requires grad).
+        final_residual: ``(B, T, D)``: final-norm output, readout site of logit targets.
+    """
+
+    feature_inputs: list[torch.Tensor]
+    feature_outputs: list[torch.Tensor]
+    embeddings: torch.Tensor
+    final_residual: torch.Tensor
+
+
+@dataclass
+class FreezeState:
+    """Clean values that a frozen (patched) forward pins.
+
+    Attributes:
+        tokens: ``(T,)``.
+        pinned: hook name -> clean value, for attention patterns and norm scales.
+        feature_inputs: ``(L, T, D)`` clean transcoder inputs.
+        feature_outputs: ``(L, T, D)`` clean MLP outputs.
+        logits: ``(T, V)`` clean logits.
+    """
+
+    tokens: torch.Tensor
+    pinned: dict[str, torch.Tensor]
+    feature_inputs: torch.Tensor
+    feature_outputs: torch.Tensor
+    logits: torch.Tensor
+
+
+@dataclass
+class PatchedRun:
+    """Result of a forward with pinned values and injected deltas.
+
+    Attributes:
+        logits: ``(T, V)``.
+        feature_inputs: ``(L, T, D)`` transcoder inputs in the patched run.
+        final_residual: ``(T, D)`` final-norm output.
+    """
+
+    logits: torch.Tensor
+    feature_inputs: torch.Tensor
+    final_residual: torch.Tensor
+
+
+class Backend(Protocol):
+    """The surface of a model backend that attribution and interventions use."""
+
+    name: str
+    n_layers: int
+    d_model: int
+    d_vocab: int
+    n_ctx: int
+
+    def clean_run(self, tokens: torch.Tensor) -> CleanRun: ...
+
+    def frozen_run(self, tokens: torch.Tensor) -> FrozenRun: ...
+
+    @property
+    def unembedding(self) -> torch.Tensor:
+        """``(D, V)`` unembedding matrix (logits = final residual @ unembedding)."""
+        ...

@@ -1,0 +1,243 @@
+"""``ReplacementModel``: a language model whose MLPs are explained by transcoders.
+
+The forward pass is the real model's, unchanged. What the replacement adds is a linearization
+(spec §3.6) used by attribution and interventions, plus the transcoders themselves. The heavy
+lifting is done by a backend (:mod:`ct_engine.replacement.transformerlens`); this class holds
+what is common: tokenization, the zeroed positions, the config and validation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ct_engine.graph import ModelConfig
+from ct_engine.replacement.backend import Backend
+from ct_engine.transcoders import TranscoderFormatError, Transcoders, load_transcoders
+
+BACKENDS = ("transformerlens",)
+
+
+class ModelLoadError(ValueError):
+    """A model name or directory that cannot be loaded."""
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class ReplacementModel:
+    """A Hugging Face causal LM plus transcoders, ready for attribution.
+
+    Build one with :meth:`from_pretrained`. Attributes of note: ``transcoders``, ``tokenizer``,
+    ``cfg`` (:class:`~ct_engine.graph.ModelConfig`), ``backend`` (its name), ``zero_positions``
+    (positions whose features and errors are zeroed: the leading special token), ``scan``.
+    """
+
+    def __init__(
+        self,
+        backend_impl: Backend,
+        transcoders: Transcoders,
+        *,
+        model_name: str,
+        zero_positions: slice = slice(0, 1),
+    ):
+        self.impl = backend_impl
+        self.transcoders = transcoders
+        self.model_name = model_name
+        self.zero_positions = zero_positions
+        self.tokenizer = backend_impl.tokenizer
+        hf_cfg = backend_impl.hf_model.config
+        self.cfg = ModelConfig(
+            n_layers=backend_impl.n_layers,
+            d_model=backend_impl.d_model,
+            d_head=int(getattr(hf_cfg, "head_dim", None) or hf_cfg.hidden_size // hf_cfg.num_attention_heads),
+            n_heads=int(hf_cfg.num_attention_heads),
+            d_mlp=int(hf_cfg.intermediate_size),
+            d_vocab=backend_impl.d_vocab,
+            tokenizer_name=model_name,
+            model_name=model_name,
+            original_architecture=(hf_cfg.architectures or [type(backend_impl.hf_model).__name__])[0],
+            n_key_value_heads=getattr(hf_cfg, "num_key_value_heads", None),
+            dtype=str(self.dtype).removeprefix("torch."),
+        )
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_dir: str | Path,
+        transcoders: str | Path | Transcoders,
+        backend: str = "transformerlens",
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        lazy_encoder: bool = False,
+        lazy_decoder: bool = True,
+        cache_dir: str | Path | None = None,
+    ) -> ReplacementModel:
+        """Load a model (a local Hugging Face directory or a hub id) and its transcoders.
+
+        Args:
+            model_name_or_dir: local directory with ``config.json`` and weights, or a hub id.
+            transcoders: a transcoder reference (local folder, ``owner/repo[/sub][@rev]``,
+                ``hf://...``, ``gemma``, ``llama``) or already-loaded :class:`Transcoders`.
+            backend: ``"transformerlens"``.
+            device: defaults to CUDA when available, else CPU.
+            dtype: model and transcoder dtype.
+            lazy_encoder, lazy_decoder: read transcoder weights from disk on demand.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        device = torch.device(device) if device is not None else default_device()
+        name = str(model_name_or_dir)
+        _check_model_reference(name)
+
+        def load_tc(d_model: int, n_layers: int) -> Transcoders:
+            if isinstance(transcoders, Transcoders):
+                _check_transcoder_shape(transcoders, d_model, n_layers)
+                return transcoders.to(device=device, dtype=dtype)
+            return load_transcoders(
+                transcoders,
+                device=device,
+                dtype=dtype,
+                lazy_encoder=lazy_encoder,
+                lazy_decoder=lazy_decoder,
+                d_model=d_model,
+                n_layers=n_layers,
+                cache_dir=cache_dir,
+            )
+
+        from ct_engine.replacement.transformerlens import TransformerLensBackend
+
+        try:
+            impl = TransformerLensBackend.load(name, load_tc, device=device, dtype=dtype)
+        except (TranscoderFormatError, ModelLoadError):
+            raise
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelLoadError(
+                f"could not load model {name!r}: {err}. Give a local Hugging Face model "
+                "directory (config.json + weights + tokenizer) or a hub id while online."
+            ) from err
+        return cls(impl, impl.transcoders, model_name=name)
+
+    # -- facts ------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self.impl.name
+
+    @property
+    def n_layers(self) -> int:
+        return self.impl.n_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.impl.d_model
+
+    @property
+    def d_vocab(self) -> int:
+        return self.impl.d_vocab
+
+    @property
+    def n_ctx(self) -> int:
+        return self.impl.n_ctx
+
+    @property
+    def device(self) -> torch.device:
+        return self.impl.unembedding.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.impl.unembedding.dtype
+
+    @property
+    def scan(self):
+        return self.transcoders.scan
+
+    @property
+    def skip_transcoder(self) -> bool:
+        return self.transcoders.skip_connection
+
+    def zero_softcap(self) -> contextlib.AbstractContextManager:
+        """Context manager: logits without Gemma-2's final softcap (a no-op elsewhere)."""
+        if getattr(self.impl.hf_model.config, "final_logit_softcapping", None) is None:
+            return contextlib.nullcontext()
+        return self.impl.zero_softcap()
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def ensure_tokenized(self, prompt: str | torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """Turn a prompt into a 1-D token tensor that starts with a special token.
+
+        Strings are tokenized without special tokens. When the first token is not special,
+        the first defined id among BOS, PAD, EOS and the other special ids is prepended (an
+        id of 0 counts: circuit-tracer skips it, spec §12.10).
+
+        Raises:
+            ValueError: empty prompt, a non-1-D tensor, ids outside the vocabulary, or a
+                prompt longer than the model's context.
+        """
+        if isinstance(prompt, str):
+            if not prompt.strip():
+                raise ValueError("the prompt is empty: give some text to attribute")
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            tokens = torch.tensor(ids, dtype=torch.long)
+        else:
+            tokens = torch.as_tensor(prompt, dtype=torch.long).squeeze()
+            if tokens.ndim == 0:
+                tokens = tokens[None]
+            if tokens.ndim != 1:
+                raise ValueError(
+                    f"token input must be 1-D (one sequence), got shape {tuple(tokens.shape)}"
+                )
+        if tokens.numel() == 0:
+            raise ValueError("the prompt is empty: it tokenized to no tokens")
+        bad = (tokens < 0) | (tokens >= self.d_vocab)
+        if bad.any():
+            raise ValueError(
+                f"token ids {tokens[bad].tolist()[:5]} are outside the vocabulary [0, {self.d_vocab})"
+            )
+        specials = set(self.tokenizer.all_special_ids)
+        if int(tokens[0]) not in specials:
+            tok = self.tokenizer
+            candidates = [tok.bos_token_id, tok.pad_token_id, tok.eos_token_id]
+            candidates += list(tok.all_special_ids)
+            first = next((c for c in candidates if c is not None), None)
+            if first is not None:
+                tokens = torch.cat([torch.tensor([first]), tokens])
+        if len(tokens) > self.n_ctx:
+            raise ValueError(
+                f"the prompt has {len(tokens)} tokens (with the leading special token) but "
+                f"the model's context is {self.n_ctx}: shorten it"
+            )
+        return tokens.to(self.device)
+
+
+def _check_model_reference(name: str) -> None:
+    path = Path(name)
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelLoadError(
+                f"{name!r} is a directory without config.json: not a Hugging Face model folder"
+            )
+        return
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_like_path:
+        raise ModelLoadError(f"model directory {name!r} does not exist")
+
+
+def _check_transcoder_shape(transcoders: Transcoders, d_model: int, n_layers: int) -> None:
+    if transcoders.d_model != d_model:
+        raise TranscoderFormatError(
+            f"transcoders have d_model={transcoders.d_model} but the model has {d_model}",
+            key="d_model",
+        )
+    if transcoders.n_layers != n_layers:
+        raise TranscoderFormatError(
+            f"transcoders cover {transcoders.n_layers} layers but the model has {n_layers}",
+            key="n_layers",
+        )

@@ -1,0 +1,322 @@
+"""TransformerLens backend: TransformerLens 4's ``TransformerBridge`` over a Hugging Face model.
+
+The bridge runs the Hugging Face modules with TransformerLens hook points around them. With
+``enable_compatibility_mode(no_processing=True)`` weights keep their Hugging Face meaning (no
+LayerNorm folding, no centering), and the classic hook names are available. We use hooks for
+everything the replacement model needs:
+
+* stop-gradients: ``blocks.l.attn.hook_pattern`` and every norm's ``hook_scale`` (the bridge
+  then rebuilds the norm output from the detached scale);
+* the transcoder input ``x_l`` (cached) and the MLP output ``y_l`` at the transcoder's hooks,
+  replaced by ``skip(x_l) + (y_l - skip(x_l)).detach()`` so that gradients reach earlier layers
+  only through the linear skip path (spec §3.2, item 5);
+* the embedding output, re-created as a leaf so the graph exists although no parameter
+  requires grad, and the final-norm output, where the forward stops (logit targets are read
+  before the unembedding, so Gemma-2's softcap never enters the gradient).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import torch
+
+from ct_engine.replacement.backend import CleanRun, FreezeState, FrozenRun, PatchedRun
+from ct_engine.replacement.hooks import (
+    BLOCK_NORMS,
+    EMBED_HOOK,
+    FINAL_NORM_OUT_HOOK,
+    FINAL_NORM_SCALE_HOOK,
+    attention_pattern_hook,
+    block_hook,
+    norm_scale_hook,
+)
+from ct_engine.transcoders import Transcoders
+
+
+class _StopForward(Exception):
+    """Raised from the final-norm hook: nothing after it is needed."""
+
+
+def _detach(tensor: torch.Tensor, hook) -> torch.Tensor:
+    return tensor.detach()
+
+
+class TransformerLensBackend:
+    """Runs clean and frozen forward passes of a ``TransformerBridge``.
+
+    Args:
+        bridge: a booted bridge (see :meth:`load`).
+        transcoders: the transcoders whose hooks define the feature input/output sites.
+    """
+
+    name = "transformerlens"
+
+    def __init__(self, bridge, transcoders: Transcoders):
+        self.bridge = bridge
+        self.transcoders = transcoders
+        cfg = bridge.cfg
+        self.n_layers: int = int(cfg.n_layers)
+        self.d_model: int = int(cfg.d_model)
+        self.d_vocab: int = int(cfg.d_vocab)
+        self.n_ctx: int = int(cfg.n_ctx)
+        hook_names = set(bridge.hook_dict)
+        self.input_hooks = [
+            block_hook(i, transcoders.feature_input_hook) for i in range(self.n_layers)
+        ]
+        self.output_hooks = [
+            block_hook(i, transcoders.feature_output_hook) for i in range(self.n_layers)
+        ]
+        for name in (self.input_hooks[0], self.output_hooks[0]):
+            if name not in hook_names:
+                raise ValueError(
+                    f"the transcoders use hook {name.split('.', 2)[2]!r}, which this model "
+                    f"({cfg.original_architecture}) does not have"
+                )
+        # Stop-gradient sites (spec §3.2): attention probabilities and every norm scale.
+        self.freeze_hooks = [attention_pattern_hook(i) for i in range(self.n_layers)]
+        self.freeze_hooks += [
+            norm_scale_hook(i, norm)
+            for i in range(self.n_layers)
+            for norm in BLOCK_NORMS
+            if norm_scale_hook(i, norm) in hook_names
+        ]
+        self.freeze_hooks.append(FINAL_NORM_SCALE_HOOK)
+
+    @classmethod
+    def load(
+        cls,
+        model_name_or_dir: str,
+        transcoders_loader,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> TransformerLensBackend:
+        """Boot a bridge for ``model_name_or_dir``; ``transcoders_loader(d_model, n_layers)``
+        returns the transcoders once the model's shape is known."""
+        from transformer_lens.model_bridge import TransformerBridge
+
+        with _quiet():
+            bridge = TransformerBridge.boot_transformers(
+                str(model_name_or_dir), device=str(device), dtype=dtype
+            )
+            bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+        bridge.eval()
+        for p in bridge.parameters():
+            p.requires_grad_(False)
+        transcoders = transcoders_loader(int(bridge.cfg.d_model), int(bridge.cfg.n_layers))
+        return cls(bridge, transcoders)
+
+    # -- model facts ------------------------------------------------------------------------
+
+    @property
+    def hf_model(self):
+        return self.bridge.original_model
+
+    @property
+    def tokenizer(self):
+        return self.bridge.tokenizer
+
+    @property
+    def unembedding(self) -> torch.Tensor:
+        """``(D, V)`` unembedding (the transpose of the Hugging Face ``lm_head`` weight)."""
+        return self.hf_model.get_output_embeddings().weight.T
+
+    @contextlib.contextmanager
+    def zero_softcap(self) -> Iterator[None]:
+        """Temporarily disable the final logit softcap (Gemma-2), as circuit-tracer does."""
+        cfg = self.bridge.cfg
+        hf_cfg = self.hf_model.config
+        saved = (getattr(cfg, "output_logits_soft_cap", None), hf_cfg.final_logit_softcapping)
+        cfg.output_logits_soft_cap = 0.0
+        hf_cfg.final_logit_softcapping = None
+        try:
+            yield
+        finally:
+            cfg.output_logits_soft_cap, hf_cfg.final_logit_softcapping = saved
+
+    # -- forward passes ---------------------------------------------------------------------
+
+    def _run(self, tokens: torch.Tensor, hooks: list, *, stop_early: bool) -> torch.Tensor | None:
+        with _quiet(), self.bridge.hooks(fwd_hooks=hooks):
+            try:
+                return self.bridge(tokens, return_type="logits", prepend_bos=False)
+            except _StopForward:
+                if not stop_early:
+                    raise
+                return None
+
+    def clean_run(self, tokens: torch.Tensor) -> CleanRun:
+        """One no-grad forward of ``tokens (T,)``. Norm scales and patterns pass through the
+        same hooks as in :meth:`frozen_run`, so both see bit-identical forward values."""
+        L = self.n_layers
+        inputs: list[torch.Tensor | None] = [None] * L
+        outputs: list[torch.Tensor | None] = [None] * L
+        embed: list[torch.Tensor] = []
+        hooks = [(name, _detach) for name in self.freeze_hooks]
+        hooks.append((EMBED_HOOK, lambda t, hook: embed.append(t)))
+        for layer in range(L):
+            hooks.append((self.input_hooks[layer], _store(inputs, layer)))
+            hooks.append((self.output_hooks[layer], _store(outputs, layer)))
+        with torch.no_grad():
+            logits = self._run(tokens[None], hooks, stop_early=False)
+        return CleanRun(
+            logits=logits[0],
+            feature_inputs=torch.stack(inputs)[:, 0],
+            feature_outputs=torch.stack(outputs)[:, 0],
+            embeddings=embed[0][0],
+        )
+
+    def frozen_run(self, tokens: torch.Tensor) -> FrozenRun:
+        """Forward ``tokens (B, T)`` building the linearized autograd graph (see module doc)."""
+        L = self.n_layers
+        inputs: list[torch.Tensor | None] = [None] * L
+        outputs: list[torch.Tensor | None] = [None] * L
+        leaves: dict[str, torch.Tensor] = {}
+
+        def embed_leaf(t, hook):
+            leaves["embed"] = t.detach().requires_grad_(True)
+            return leaves["embed"]
+
+        def replace_output(layer):
+            def hook_fn(t, hook):
+                skip = self.transcoders.compute_skip(layer, inputs[layer])
+                if skip is None:
+                    y = t.detach().requires_grad_(True)
+                else:
+                    skip = skip.to(t.dtype)
+                    y = skip + (t - skip).detach()
+                outputs[layer] = y
+                return y
+
+            return hook_fn
+
+        def final(t, hook):
+            leaves["final"] = t
+            raise _StopForward
+
+        hooks = [(name, _detach) for name in self.freeze_hooks]
+        hooks.append((EMBED_HOOK, embed_leaf))
+        for layer in range(L):
+            hooks.append((self.input_hooks[layer], _store(inputs, layer)))
+            hooks.append((self.output_hooks[layer], replace_output(layer)))
+        hooks.append((FINAL_NORM_OUT_HOOK, final))
+        with torch.enable_grad():
+            self._run(tokens, hooks, stop_early=True)
+        return FrozenRun(
+            feature_inputs=inputs,
+            feature_outputs=outputs,
+            embeddings=leaves["embed"],
+            final_residual=leaves["final"],
+        )
+
+    def capture_freeze_state(self, tokens: torch.Tensor) -> FreezeState:
+        """Clean no-grad run of ``tokens (T,)`` recording every value that freezing pins."""
+        L = self.n_layers
+        inputs: list[torch.Tensor | None] = [None] * L
+        outputs: list[torch.Tensor | None] = [None] * L
+        pinned: dict[str, torch.Tensor] = {}
+
+        def pin(t, hook, name=None):
+            pinned[name] = t.detach()
+            return pinned[name]  # a detached edit: the same numerics as the other runs
+
+        hooks = [(name, _bind(pin, name=name)) for name in self.freeze_hooks]
+        for layer in range(L):
+            hooks.append((self.input_hooks[layer], _store(inputs, layer)))
+            hooks.append((self.output_hooks[layer], _store(outputs, layer)))
+        with torch.no_grad():
+            logits = self._run(tokens[None], hooks, stop_early=False)
+        return FreezeState(
+            tokens=tokens,
+            pinned=pinned,
+            feature_inputs=torch.stack(inputs)[:, 0],
+            feature_outputs=torch.stack(outputs)[:, 0],
+            logits=logits[0],
+        )
+
+    def patched_run(
+        self,
+        state: FreezeState,
+        *,
+        output_deltas: torch.Tensor | None = None,
+        embed_delta: torch.Tensor | None = None,
+        frozen_layers: range | None = None,
+        freeze_norms: bool = True,
+    ) -> PatchedRun:
+        """Forward ``state.tokens`` with attention patterns pinned to their clean values.
+
+        Args:
+            state: from :meth:`capture_freeze_state`.
+            output_deltas: ``(L, T, D)`` added to each layer's MLP output (feature output hook).
+            embed_delta: ``(T, D)`` added to the embedding output.
+            frozen_layers: layers whose MLP outputs are pinned to their clean value plus the
+                change of the skip path, ``skip(x) − skip(x_clean)``.
+            freeze_norms: also pin every norm scale.
+
+        With ``frozen_layers = range(L)`` and ``freeze_norms`` this is exactly the local
+        replacement model of spec §3.6, run forward: the finite-difference oracle.
+        """
+        L = self.n_layers
+        frozen_layers = frozen_layers if frozen_layers is not None else range(0)
+        inputs: list[torch.Tensor | None] = [None] * L
+        final: list[torch.Tensor] = []
+
+        def replace(t, hook, name=None):
+            return state.pinned[name]
+
+        def output(t, hook, layer=None):
+            if layer in frozen_layers:
+                t = state.feature_outputs[layer][None].clone()
+                skip_now = self.transcoders.compute_skip(layer, inputs[layer])
+                if skip_now is not None:
+                    skip_clean = self.transcoders.compute_skip(
+                        layer, state.feature_inputs[layer][None]
+                    )
+                    t = t + (skip_now - skip_clean).to(t.dtype)
+            if output_deltas is not None:
+                t = t + output_deltas[layer].to(t.dtype)
+            return t
+
+        hooks = []
+        for name in self.freeze_hooks:
+            if freeze_norms or name.endswith("hook_pattern"):
+                hooks.append((name, _bind(replace, name=name)))
+        if embed_delta is not None:
+            hooks.append((EMBED_HOOK, lambda t, hook: t + embed_delta.to(t.dtype)))
+        for layer in range(L):
+            hooks.append((self.input_hooks[layer], _store(inputs, layer)))
+            hooks.append((self.output_hooks[layer], _bind(output, layer=layer)))
+        hooks.append((FINAL_NORM_OUT_HOOK, lambda t, hook: final.append(t)))
+        with torch.no_grad():
+            logits = self._run(state.tokens[None], hooks, stop_early=False)
+        return PatchedRun(
+            logits=logits[0],
+            feature_inputs=torch.stack(inputs)[:, 0],
+            final_residual=final[0][0],
+        )
+
+
+def _bind(fn, **kwargs):
+    def hook_fn(t, hook):
+        return fn(t, hook, **kwargs)
+
+    return hook_fn
+
+
+def _store(buffer: list, index: int):
+    def hook_fn(t, hook):
+        buffer[index] = t
+
+    return hook_fn
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the bridge's per-call notes about rebuilding norms from hooked scales."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*hook_scale/hook_normalized.*")
+        warnings.filterwarnings("ignore", message=".*center_unembed.*")
+        yield
