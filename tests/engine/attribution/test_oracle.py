@@ -1,0 +1,72 @@
+"""The finite-difference oracle (spec §11.1) on tiny Gemma-2 and Llama models.
+
+Under full freezing the model is linear, so adding a source's vector once more (doubling an
+error, a token embedding, or a feature's activation) must change every selected feature's
+pre-activation and every target's demeaned logit by exactly the adjacency column.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ct_engine.attribution import attribute
+from ct_engine.attribution.oracle import check_edges
+
+from ..conftest import PROMPT, TRANSCODER_KINDS
+
+# Tolerances of circuit-tracer's own oracle tests, float32.
+TOL = {
+    "error": dict(atol=1e-3, rtol=1e-3),
+    "token": dict(atol=1e-3, rtol=1e-3),
+    "feature": dict(atol=5e-4, rtol=1e-5),
+}
+LOGIT_TOL = dict(atol=1e-5, rtol=1e-3)
+
+
+def assert_oracle(model, graph, n_features=50):
+    checks = check_edges(model, graph, n_features=n_features)
+    kinds = {c.kind for c in checks}
+    assert kinds == {"error", "token", "feature"}
+    L, T = model.n_layers, len(graph.input_tokens)
+    assert sum(c.kind == "error" for c in checks) == L * (T - 1)
+    assert sum(c.kind == "token" for c in checks) == T - 1
+    assert sum(c.kind == "feature" for c in checks) == min(n_features, graph.n_features)
+    nonzero = 0
+    for c in checks:
+        torch.testing.assert_close(
+            c.observed_features, c.predicted_features, **TOL[c.kind], msg=f"{c.kind} {c.node}"
+        )
+        torch.testing.assert_close(
+            c.observed_logits, c.predicted_logits, **LOGIT_TOL, msg=f"{c.kind} {c.node} logits"
+        )
+        nonzero += int(c.predicted_features.abs().max() > 1e-3)
+    # The check is not vacuous: most columns carry real effects.
+    assert nonzero > len(checks) // 2
+
+
+@pytest.mark.parametrize("kind", sorted(TRANSCODER_KINDS))
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_every_edge_equals_the_frozen_model_effect(replacement_model, family, kind):
+    model = replacement_model(family, kind)
+    graph = attribute(PROMPT, model, batch_size=32)
+    assert graph.n_features == len(graph.active_features) > 100
+    assert_oracle(model, graph)
+
+
+def test_oracle_on_a_capped_graph(replacement_model):
+    """With ``max_feature_nodes``, the kept rows are still exact effects."""
+    model = replacement_model("llama", "clt_skip")
+    graph = attribute(PROMPT, model, batch_size=16, max_feature_nodes=60)
+    assert graph.n_features == 60
+    assert_oracle(model, graph, n_features=60)
+
+
+def test_oracle_catches_a_wrong_edge(replacement_model):
+    """A corrupted adjacency entry is caught: the oracle can fail."""
+    model = replacement_model("llama", "plt_jumprelu")
+    graph = attribute(PROMPT, model, batch_size=32)
+    node = graph.error_node(0, 3)
+    graph.adjacency_matrix[-1, node] += 0.01
+    with pytest.raises(AssertionError):
+        assert_oracle(model, graph, n_features=1)
