@@ -22,7 +22,15 @@ _EXPORTS = {
     "load_transcoders": "ct_engine.transcoders",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CustomTarget",
+    "Graph",
+    "ReplacementModel",
+    "attribute",
+    "compute_graph_scores",
+    "load_transcoders",
+    "prune_graph",
+]
 
 if TYPE_CHECKING:
     from ct_engine.attribution import CustomTarget, attribute

@@ -97,9 +97,7 @@ def attribute(
         frozen = model.impl.frozen_run(tokens[None].expand(batch, -1))
     with _offloaded(model, offload):
         rows = RowComputer(ctx, frozen)
-        graph = _run_phases(
-            model, ctx, targets, rows, n_rows, update_interval, verbose, timings
-        )
+        graph = _run_phases(model, ctx, targets, rows, n_rows, update_interval, verbose, timings)
     if verbose:
         summary = ", ".join(f"{k} {v:.2f}s" for k, v in graph.timings.items())
         print(f"attribution: {n_act} active features, {graph.n_features} kept; {summary}")

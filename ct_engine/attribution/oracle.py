@@ -83,9 +83,7 @@ def check_edges(
     frozen = range(L)
     active = graph.active_features[graph.selected_features].to(model.device)
     layers, positions, feats = active.unbind(1)
-    custom = [
-        (k, t) for k, t in enumerate(graph.logit_targets) if t.vocab_idx >= model.d_vocab
-    ]
+    custom = [(k, t) for k, t in enumerate(graph.logit_targets) if t.vocab_idx >= model.d_vocab]
     custom_vecs = graph.meta.get("custom_target_vectors") if custom else None
 
     def measure(output_deltas=None, embed_delta=None):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
@@ -40,13 +39,13 @@ class CustomTarget:
     vec: torch.Tensor
 
 
-TargetSpec = Union[
-    None,
-    torch.Tensor,
-    Sequence[int],
-    Sequence[str],
-    Sequence[Union[CustomTarget, tuple[str, float, torch.Tensor]]],
-]
+TargetSpec = (
+    None
+    | torch.Tensor
+    | Sequence[int]
+    | Sequence[str]
+    | Sequence[CustomTarget | tuple[str, float, torch.Tensor]]
+)
 
 
 @dataclass
@@ -90,7 +89,9 @@ class AttributionTargets:
             ids = top_ids[: min(cutoff + 1, len(top_ids))]
             return cls._from_ids(ids, probs, unembedding, tokenizer)
         if isinstance(spec, torch.Tensor):
-            return cls._from_ids(_checked_ids(spec.reshape(-1).tolist(), vocab), probs, unembedding, tokenizer)
+            return cls._from_ids(
+                _checked_ids(spec.reshape(-1).tolist(), vocab), probs, unembedding, tokenizer
+            )
         items = list(spec)
         if not items:
             raise ValueError("attribution_targets is empty: give at least one target or None")

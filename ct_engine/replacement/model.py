@@ -54,13 +54,18 @@ class ReplacementModel:
         self.cfg = ModelConfig(
             n_layers=backend_impl.n_layers,
             d_model=backend_impl.d_model,
-            d_head=int(getattr(hf_cfg, "head_dim", None) or hf_cfg.hidden_size // hf_cfg.num_attention_heads),
+            d_head=int(
+                getattr(hf_cfg, "head_dim", None)
+                or hf_cfg.hidden_size // hf_cfg.num_attention_heads
+            ),
             n_heads=int(hf_cfg.num_attention_heads),
             d_mlp=int(hf_cfg.intermediate_size),
             d_vocab=backend_impl.d_vocab,
             tokenizer_name=model_name,
             model_name=model_name,
-            original_architecture=(hf_cfg.architectures or [type(backend_impl.hf_model).__name__])[0],
+            original_architecture=(hf_cfg.architectures or [type(backend_impl.hf_model).__name__])[
+                0
+            ],
             n_key_value_heads=getattr(hf_cfg, "num_key_value_heads", None),
             dtype=str(self.dtype).removeprefix("torch."),
         )
@@ -199,7 +204,8 @@ class ReplacementModel:
         bad = (tokens < 0) | (tokens >= self.d_vocab)
         if bad.any():
             raise ValueError(
-                f"token ids {tokens[bad].tolist()[:5]} are outside the vocabulary [0, {self.d_vocab})"
+                f"token ids {tokens[bad].tolist()[:5]} are outside the vocabulary "
+                f"[0, {self.d_vocab})"
             )
         specials = set(self.tokenizer.all_special_ids)
         if int(tokens[0]) not in specials:

@@ -9,8 +9,8 @@ import torch
 
 from ct_engine.attribution import attribute
 from ct_engine.replacement import ModelLoadError, ReplacementModel
-from ct_engine.transcoders import TranscoderFormatError
 from ct_engine.tiny import build_random_transcoders
+from ct_engine.transcoders import TranscoderFormatError
 
 from ..conftest import PROMPT
 

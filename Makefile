@@ -1,0 +1,31 @@
+# ct-lakehouse: the two commands of the README, plus setup.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: setup demo test lint bench
+
+setup: $(VENV)/.installed
+
+# torch is pinned to 2.13.0 in pyproject.toml: pip takes the local CPU wheel for it.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/ct demo --verbose
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_prune.py
+	$(BIN)/python benchmarks/bench_attribution.py

@@ -1,0 +1,10 @@
+"""Dagster entry point: every definition under ``ct_assets/defs/``, loaded automatically."""
+
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.load_from_defs_folder(project_root=Path(__file__).parent.parent)

@@ -1,0 +1,1 @@
+"""Asset, sensor and schedule definitions, one module per domain (loaded automatically)."""

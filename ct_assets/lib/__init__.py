@@ -1,0 +1,1 @@
+"""Resource classes shared by the definitions in ``ct_assets/defs/``."""
