@@ -54,6 +54,50 @@ def test_every_edge_equals_the_frozen_model_effect(replacement_model, family, ki
     assert_oracle(model, graph)
 
 
+@pytest.mark.parametrize("kind", ["plt_jumprelu", "clt_skip"])
+def test_oracle_on_qwen3(replacement_model, kind):
+    model = replacement_model("qwen3", kind)
+    assert_oracle(model, attribute(PROMPT, model, batch_size=32))
+
+
+def test_capped_rows_are_the_uncapped_rows(replacement_model):
+    """Greedy selection changes which rows exist, never their values."""
+    model = replacement_model("gemma2", "plt_skip")
+    full = attribute(PROMPT, model, batch_size=64)
+    capped = attribute(PROMPT, model, batch_size=16, max_feature_nodes=40, update_interval=1)
+    sel = capped.selected_features
+    assert len(sel) == 40 and torch.all(sel[1:] > sel[:-1])
+    S, n_src = len(sel), capped.n_nodes - capped.n_logits
+    columns = torch.cat([sel, torch.arange(full.n_features, full.n_nodes - full.n_logits)])
+    expected_features = full.adjacency_matrix[sel][:, columns]
+    torch.testing.assert_close(capped.adjacency_matrix[:S, :n_src], expected_features)
+    torch.testing.assert_close(
+        capped.adjacency_matrix[-capped.n_logits :, :n_src],
+        full.adjacency_matrix[-full.n_logits :][:, columns],
+    )
+    # Greedy by influence: the kept features carry more logit attribution than the rest.
+    logit_mass = full.adjacency_matrix[-full.n_logits :, : full.n_features].abs().sum(0)
+    dropped = torch.ones(full.n_features, dtype=torch.bool)
+    dropped[sel] = False
+    assert logit_mass[sel].mean() > 3 * logit_mass[dropped].mean()
+
+
+def test_structural_zeros(replacement_model):
+    """Sources never feed targets before them: no edges from later positions, none from
+    same-or-later layers for per-layer features, empty error/token rows and logit columns."""
+    model = replacement_model("llama", "plt_jumprelu")
+    graph = attribute(PROMPT, model, batch_size=64)
+    A = graph.adjacency_matrix
+    S = graph.n_features
+    layers, positions = graph.active_features[graph.selected_features, :2].T
+    assert A[S : graph.n_nodes - graph.n_logits].abs().sum() == 0
+    assert A[:, graph.n_nodes - graph.n_logits :].abs().sum() == 0
+    later_pos = positions[None, :] > positions[:, None]
+    same_or_later_layer = layers[None, :] >= layers[:, None]
+    assert A[:S, :S][later_pos | same_or_later_layer].abs().sum() == 0
+    assert (A[:S, :S] != 0).float().mean() > 0.1
+
+
 def test_oracle_on_a_capped_graph(replacement_model):
     """With ``max_feature_nodes``, the kept rows are still exact effects."""
     model = replacement_model("llama", "clt_skip")
