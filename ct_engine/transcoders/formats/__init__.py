@@ -1,0 +1,1 @@
+"""On-disk transcoder formats: readers for every supported layout and our writer."""
