@@ -4,17 +4,21 @@ Phases, each timed into ``Graph.timings``:
 
 0. ``precompute``: clean forward; active features, encoder/decoder rows, error and token
    vectors.
-1. ``forward``: one forward of ``B`` prompt copies that records the frozen autograd graph.
-2. ``targets``: the logit targets.
+1. ``targets``: the logit targets.
+2. ``forward``: a forward of ``B`` prompt copies that records the frozen autograd graph
+   (when every feature gets a row, one per prompt prefix: see :func:`prefix_lengths`).
 3. ``logit_rows``: one row per target.
 4. ``feature_rows``: one row per feature, chosen greedily by partial influence when
    ``max_feature_nodes`` caps them (refreshed every ``update_interval`` batches).
-5. ``package``: the dense ``(N, N)`` adjacency in node order
-   ``[selected features | errors | tokens | targets]``, rows = targets.
+5. ``package`` (capped graphs): keep the chosen features' rows and columns.
+
+The result is a dense ``(N, N)`` float32 adjacency in node order
+``[selected features | errors | tokens | targets]``, rows = targets.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,93 +95,16 @@ def attribute(
         )
     n_act = ctx.n_features
     n_rows = n_act if max_feature_nodes is None else min(max_feature_nodes, n_act)
-    # A smaller frozen batch when fewer rows are needed: memory and time scale with it.
-    batch = min(batch_size, max(len(targets), n_rows, 1))
-    with _timed(timings, "forward"):
-        frozen = model.impl.frozen_run(tokens[None].expand(batch, -1))
     with _offloaded(model, offload):
-        rows = RowComputer(ctx, frozen)
-        graph = _run_phases(model, ctx, targets, rows, n_rows, update_interval, verbose, timings)
-    if verbose:
-        summary = ", ".join(f"{k} {v:.2f}s" for k, v in graph.timings.items())
-        print(f"attribution: {n_act} active features, {graph.n_features} kept; {summary}")
-    return graph
-
-
-def _run_phases(
-    model,
-    ctx: AttributionContext,
-    targets: AttributionTargets,
-    rows: RowComputer,
-    n_rows: int,
-    update_interval: int,
-    verbose: bool,
-    timings: dict[str, float],
-) -> Graph:
-    L, T, K = ctx.n_layers, ctx.n_pos, len(targets)
-    n_act, B = ctx.n_features, rows.batch_size
-    device = ctx.error_vectors.device
-    comps = ctx.components
-    feat_layers, feat_pos = comps.activation_matrix.indices()[:2]
-    uncapped = n_rows == n_act
-    n_total = ctx.row_size + K
-
-    # Rows are stored with all N_total columns so that the partial-influence ranking sees
-    # circuit-tracer's node layout; the K logit columns stay zero.
-    edge_rows = torch.zeros(K + n_rows, n_total, dtype=torch.float32)
-    row_nodes = torch.empty(K + n_rows, dtype=torch.long)
-
-    with _timed(timings, "logit_rows"):
-        for start in range(0, K, B):
-            stop = min(start + B, K)
-            n = stop - start
-            edge_rows[start:stop, : ctx.row_size] = rows.compute(
-                torch.full((n,), L, device=device),
-                torch.full((n,), T - 1, device=device),
-                targets.logit_vectors[start:stop],
-            ).cpu()
-            row_nodes[start:stop] = ctx.row_size + torch.arange(start, stop)
-
-    visited = torch.zeros(n_act, dtype=torch.bool)
-    filled = K
-    with _timed(timings, "feature_rows"):
-        progress = tqdm(total=n_rows, desc="feature rows", disable=not verbose, unit="row")
-        while filled - K < n_rows:
-            remaining = n_rows - (filled - K)
-            if uncapped:
-                pending = torch.arange(n_act)
-            else:
-                influence = compute_partial_influences(
-                    edge_rows[:filled], targets.logit_probabilities, row_nodes[:filled]
-                )
-                ranked = torch.argsort(influence[:n_act], descending=True, stable=True)
-                pending = ranked[~visited[ranked]][: min(update_interval * B, remaining)]
-            for chunk in torch.split(pending, B):
-                idx = chunk.to(device)
-                block = rows.compute(feat_layers[idx], feat_pos[idx], comps.encoder_vecs[idx])
-                edge_rows[filled : filled + len(chunk), : ctx.row_size] = block.cpu()
-                row_nodes[filled : filled + len(chunk)] = chunk
-                visited[chunk] = True
-                filled += len(chunk)
-                progress.update(len(chunk))
-        progress.close()
-
-    with _timed(timings, "package"):
-        selected = visited.nonzero().squeeze(1)
-        feature_rows = edge_rows[K:][torch.argsort(row_nodes[K:])]
-        columns = torch.cat([selected, torch.arange(n_act, ctx.row_size)])
-        S, n_src = len(selected), len(columns)
-        N = n_src + K
-        adjacency = torch.zeros(N, N, dtype=torch.float32)
-        if uncapped:  # every feature kept: columns are already in node order
-            adjacency[:S, :n_src] = feature_rows[:, :n_src]
-            adjacency[n_src:, :n_src] = edge_rows[:K, :n_src]
+        if n_rows == n_act:
+            adjacency = _all_rows(model, ctx, targets, batch_size, verbose, timings)
+            selected = torch.arange(n_act)
         else:
-            adjacency[:S, :n_src] = feature_rows[:, columns]
-            adjacency[n_src:, :n_src] = edge_rows[:K, columns]
-        del edge_rows, feature_rows
-
-    return Graph(
+            adjacency, selected = _greedy_rows(
+                model, ctx, targets, batch_size, n_rows, update_interval, verbose, timings
+            )
+    comps = ctx.components
+    graph = Graph(
         input_string=model.tokenizer.decode(ctx.tokens.tolist()),
         input_tokens=ctx.tokens.cpu(),
         active_features=comps.activation_matrix.indices().T.cpu(),
@@ -192,6 +119,140 @@ def _run_phases(
         timings=dict(timings),
         meta=_target_meta(targets, model.d_vocab),
     )
+    if verbose:
+        summary = ", ".join(f"{k} {v:.2f}s" for k, v in graph.timings.items())
+        print(f"attribution: {n_act} active features, {graph.n_features} kept; {summary}")
+    return graph
+
+
+def prefix_lengths(n_pos: int) -> list[int]:
+    """Prompt prefixes that feature rows are computed on, shortest first.
+
+    A feature at position ``p`` reads only positions ``<= p`` (causal attention), so its row
+    can be computed on the prefix ``tokens[:p + 1]``: the backward pass then costs about
+    ``(p + 1) / T`` of a full one. Features are bucketed by position into quarters of the
+    prompt; each bucket pays one extra forward pass, which is why short prompts use one.
+    """
+    if n_pos < _MIN_BUCKETED_POS:
+        return [n_pos]
+    return sorted({math.ceil(n_pos * (i + 1) / _N_BUCKETS) for i in range(_N_BUCKETS)})
+
+
+_N_BUCKETS = 4
+_MIN_BUCKETED_POS = 32
+
+
+def _logit_rows(rows: RowComputer, ctx: AttributionContext, targets: AttributionTargets):
+    """Yield ``(start, stop, rows (n, N_act + (L+1)·T))`` for the targets in batches."""
+    L, T, K, B = ctx.n_layers, ctx.n_pos, len(targets), rows.batch_size
+    device = ctx.error_vectors.device
+    for start in range(0, K, B):
+        stop = min(start + B, K)
+        n = stop - start
+        yield (
+            start,
+            stop,
+            rows.compute(
+                torch.full((n,), L, device=device),
+                torch.full((n,), T - 1, device=device),
+                targets.logit_vectors[start:stop],
+            ).cpu(),
+        )
+
+
+def _all_rows(model, ctx, targets, batch_size, verbose, timings) -> torch.Tensor:
+    """Every active feature gets a row: they are written straight into the ``(N, N)``
+    adjacency (features keep their natural order, so a row's columns are already in node
+    order), bucketed by position over prompt prefixes (:func:`prefix_lengths`)."""
+    K, T, n_act = len(targets), ctx.n_pos, ctx.n_features
+    n_src = ctx.row_size
+    adjacency = torch.zeros(n_src + K, n_src + K, dtype=torch.float32)
+    comps = ctx.components
+    feat_layers, feat_pos = comps.activation_matrix.indices()[:2]
+    progress = tqdm(total=n_act, desc="feature rows", disable=not verbose, unit="row")
+    ends = prefix_lengths(T)
+    for i, end in enumerate(reversed(ends)):  # the full prompt first: logit rows need it
+        begin = ends[-i - 2] if i + 1 < len(ends) else 0
+        in_bucket = ((feat_pos >= begin) & (feat_pos < end)).nonzero().squeeze(1).cpu()
+        n_needed = len(in_bucket) + (K if end == T else 0)
+        if n_needed == 0:
+            continue
+        batch = min(batch_size, n_needed)
+        with _timed(timings, "forward"):
+            rows = RowComputer(ctx, model.impl.frozen_run(ctx.tokens[None, :end].expand(batch, -1)))
+        if end == T:
+            with _timed(timings, "logit_rows"):
+                for start, stop, block in _logit_rows(rows, ctx, targets):
+                    adjacency[n_src + start : n_src + stop, :n_src] = block
+        with _timed(timings, "feature_rows"):
+            for chunk in torch.split(in_bucket, batch):
+                idx = chunk.to(feat_pos.device)
+                block = rows.compute(feat_layers[idx], feat_pos[idx], comps.encoder_vecs[idx])
+                adjacency[chunk, :n_src] = block.cpu()
+                progress.update(len(chunk))
+        del rows  # frees this prefix's autograd graph before the next forward
+    progress.close()
+    return adjacency
+
+
+def _greedy_rows(model, ctx, targets, batch_size, n_rows, update_interval, verbose, timings):
+    """Rows for at most ``n_rows`` features, chosen greedily by partial influence (§4.7).
+
+    Returns ``(adjacency (N, N), selected (S,))``: rows of features that were not chosen
+    are absent and their columns are dropped (spec §4.5, phase 5).
+    """
+    K, n_act, n_src = len(targets), ctx.n_features, ctx.row_size
+    comps = ctx.components
+    feat_layers, feat_pos = comps.activation_matrix.indices()[:2]
+    batch = min(batch_size, max(K, n_rows, 1))
+    with _timed(timings, "forward"):
+        rows = RowComputer(ctx, model.impl.frozen_run(ctx.tokens[None].expand(batch, -1)))
+    # Rows keep all N_total = n_src + K columns so the ranking sees circuit-tracer's node
+    # layout (the logit columns stay zero); row_nodes[r] is the node row r belongs to.
+    edge_rows = torch.zeros(K + n_rows, n_src + K, dtype=torch.float32)
+    row_nodes = torch.empty(K + n_rows, dtype=torch.long)
+    with _timed(timings, "logit_rows"):
+        for start, stop, block in _logit_rows(rows, ctx, targets):
+            edge_rows[start:stop, :n_src] = block
+            row_nodes[start:stop] = n_src + torch.arange(start, stop)
+
+    visited = torch.zeros(n_act, dtype=torch.bool)
+    filled = K
+    with _timed(timings, "feature_rows"):
+        progress = tqdm(total=n_rows, desc="feature rows", disable=not verbose, unit="row")
+        while filled - K < n_rows:
+            influence = compute_partial_influences(
+                edge_rows[:filled], targets.logit_probabilities, row_nodes[:filled]
+            )
+            ranked = torch.argsort(influence[:n_act], descending=True, stable=True)
+            remaining = n_rows - (filled - K)
+            pending = ranked[~visited[ranked]][: min(update_interval * batch, remaining)]
+            for chunk in torch.split(pending, batch):
+                idx = chunk.to(feat_pos.device)
+                block = rows.compute(feat_layers[idx], feat_pos[idx], comps.encoder_vecs[idx])
+                edge_rows[filled : filled + len(chunk), :n_src] = block.cpu()
+                row_nodes[filled : filled + len(chunk)] = chunk
+                visited[chunk] = True
+                filled += len(chunk)
+                progress.update(len(chunk))
+        progress.close()
+    del rows
+
+    with _timed(timings, "package"):
+        selected = visited.nonzero().squeeze(1)
+        columns = torch.cat([selected, torch.arange(n_act, n_src)])
+        S, n_cols = len(selected), len(columns)
+        adjacency = torch.zeros(n_cols + K, n_cols + K, dtype=torch.float32)
+        # Feature rows in ascending feature order, copied in slices to bound temporaries.
+        order = K + torch.argsort(row_nodes[K:])
+        for start in range(0, S, _PACKAGE_CHUNK):
+            part = order[start : start + _PACKAGE_CHUNK]
+            adjacency[start : start + len(part), :n_cols] = edge_rows[part][:, columns]
+        adjacency[n_cols:, :n_cols] = edge_rows[:K][:, columns]
+    return adjacency, selected
+
+
+_PACKAGE_CHUNK = 1024
 
 
 def _target_meta(targets: AttributionTargets, vocab: int) -> dict:
@@ -218,13 +279,14 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
 def _offloaded(model, mode: str | None) -> Iterator[None]:
     """Move the transcoders off the accelerator while rows are computed.
 
-    Everything attribution needs from them (encoder, decoder and error vectors, and the skip
-    path, already recorded in the frozen graph) has been extracted by then. On a CPU model
-    there is nothing to free, so this is a no-op.
+    Everything attribution needs from them (encoder, decoder and error vectors) has been
+    extracted by then. On a CPU model there is nothing to free, so this is a no-op.
     """
     tc = model.transcoders
     device = model.device
-    if mode is None or device.type == "cpu":
+    # Skip transcoders stay: each frozen forward (one per prompt prefix) applies their skip
+    # path. (circuit-tracer's TransformerLens backend offloads them anyway and fails.)
+    if mode is None or device.type == "cpu" or tc.skip_connection:
         yield
         return
     tc.to("cpu")

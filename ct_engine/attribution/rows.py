@@ -32,13 +32,14 @@ class _LayerDecoders:
     features: torch.Tensor
 
 
-def _group_decoders(ctx: AttributionContext) -> list[_LayerDecoders | None]:
+def _group_decoders(ctx: AttributionContext, n_pos: int) -> list[_LayerDecoders | None]:
+    """Decoder rows at positions ``< n_pos``, per write layer."""
     comps = ctx.components
     layers, positions = comps.decoder_locations
-    T = ctx.n_pos
+    T = n_pos
     grouped: list[_LayerDecoders | None] = []
     for layer in range(ctx.n_layers):
-        rows = (layers == layer).nonzero().squeeze(1)
+        rows = ((layers == layer) & (positions < n_pos)).nonzero().squeeze(1)
         if rows.numel() == 0:
             grouped.append(None)
             continue
@@ -62,16 +63,18 @@ def _group_decoders(ctx: AttributionContext) -> list[_LayerDecoders | None]:
 
 
 class RowComputer:
-    """Computes adjacency rows against a frozen forward of ``B`` prompt copies."""
+    """Computes adjacency rows against a frozen forward of ``B`` copies of the prompt, or of
+    a prefix of it: the sources at positions past the prefix then simply get zeros, which is
+    exact for targets inside the prefix (attention is causal)."""
 
     def __init__(self, ctx: AttributionContext, frozen: FrozenRun):
         self.ctx = ctx
         self.frozen = frozen
-        self.batch_size = frozen.embeddings.shape[0]
-        self.decoders = _group_decoders(ctx)
+        self.batch_size, self.n_pos = frozen.embeddings.shape[:2]
+        self.decoders = _group_decoders(ctx, self.n_pos)
         dtype = frozen.embeddings.dtype
-        self.error_vectors = ctx.error_vectors.to(dtype)
-        self.token_vectors = ctx.token_vectors.to(dtype)
+        self.error_vectors = ctx.error_vectors[:, : self.n_pos].to(dtype)
+        self.token_vectors = ctx.token_vectors[: self.n_pos].to(dtype)
 
     def readout_site(self, layer: int) -> torch.Tensor:
         """Tensor whose gradient seeds targets at ``layer`` (``L`` means logits)."""
@@ -93,9 +96,11 @@ class RowComputer:
             ``(n, N_act + (L+1)·T)`` float32 rows on the context's device.
         """
         ctx, frozen = self.ctx, self.frozen
-        n, B, T = len(layers), self.batch_size, ctx.n_pos
+        n, B, T, Tp = len(layers), self.batch_size, ctx.n_pos, self.n_pos
         if n > B:
             raise ValueError(f"{n} targets do not fit a batch of {B}")
+        if int(positions.max()) >= Tp:
+            raise ValueError(f"a target at position {int(positions.max())} is past the prefix {Tp}")
         outputs, seeds = [], []
         for layer in torch.unique(layers).tolist():
             site = self.readout_site(layer)
@@ -112,17 +117,17 @@ class RowComputer:
         row = torch.zeros(B, ctx.row_size, dtype=torch.float32, device=frozen.embeddings.device)
         if grads[0] is not None:
             tok = torch.einsum("btd,td->bt", grads[0], self.token_vectors)
-            row[:, ctx.token_offset :] = tok.float()
+            row[:, ctx.token_offset : ctx.token_offset + Tp] = tok.float()
         for layer, grad in enumerate(grads[1:]):
             if grad is None:
                 continue
             start = ctx.error_offset + layer * T
             err = torch.einsum("btd,td->bt", grad, self.error_vectors[layer])
-            row[:, start : start + T] = err.float()
+            row[:, start : start + Tp] = err.float()
             dec = self.decoders[layer]
             if dec is None:
                 continue
-            # (T, B, D) @ (T, D, n_max) -> (T, B, n_max): every copy against every row.
+            # (Tp, B, D) @ (Tp, D, n_max) -> (Tp, B, n_max): every copy against every row.
             dots = torch.bmm(grad.transpose(0, 1), dec.vectors.transpose(1, 2))
             values = dots.permute(1, 0, 2).reshape(B, -1)[:, dec.flat_slots]
             row.index_add_(1, dec.features, values.float())

@@ -7,6 +7,8 @@ pre-activation and every target's demeaned logit by exactly the adjacency column
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -114,3 +116,23 @@ def test_oracle_catches_a_wrong_edge(replacement_model):
     graph.adjacency_matrix[-1, node] += 0.01
     with pytest.raises(AssertionError):
         assert_oracle(model, graph, n_features=1)
+
+
+LONG_PROMPT = " ".join(
+    "the capital of the country where Mira lives is Paris and Tom speaks".split() * 3
+)
+
+
+def test_prefix_buckets_give_the_full_prompt_rows(replacement_model, monkeypatch):
+    """Rows computed on prompt prefixes (long prompts) equal rows on the whole prompt, and
+    pass the oracle."""
+    # The submodule, not the function that ct_engine.attribution re-exports under its name.
+    attribute_module = importlib.import_module("ct_engine.attribution.attribute")
+    model = replacement_model("llama", "plt_skip")
+    tokens = model.ensure_tokenized(LONG_PROMPT)
+    assert len(attribute_module.prefix_lengths(len(tokens))) == 4
+    bucketed = attribute(LONG_PROMPT, model, batch_size=64)
+    monkeypatch.setattr(attribute_module, "prefix_lengths", lambda n_pos: [n_pos])
+    whole = attribute(LONG_PROMPT, model, batch_size=64)
+    torch.testing.assert_close(bucketed.adjacency_matrix, whole.adjacency_matrix)
+    assert_oracle(model, bucketed, n_features=30)
