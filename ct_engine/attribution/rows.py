@@ -75,6 +75,11 @@ class RowComputer:
         dtype = frozen.embeddings.dtype
         self.error_vectors = ctx.error_vectors[:, : self.n_pos].to(dtype)
         self.token_vectors = ctx.token_vectors[: self.n_pos].to(dtype)
+        # One output buffer, zeroed per call: a fresh (B, row_size) allocation per batch
+        # costs page faults that showed up as ~10% of a long-prompt run.
+        self._row = torch.zeros(
+            self.batch_size, ctx.row_size, dtype=torch.float32, device=frozen.embeddings.device
+        )
 
     def readout_site(self, layer: int) -> torch.Tensor:
         """Tensor whose gradient seeds targets at ``layer`` (``L`` means logits)."""
@@ -93,7 +98,8 @@ class RowComputer:
             vectors: ``(n, D)`` readout direction (encoder row or logit vector).
 
         Returns:
-            ``(n, N_act + (L+1)·T)`` float32 rows on the context's device.
+            ``(n, N_act + (L+1)·T)`` float32 rows on the context's device: a view of a
+            buffer that the next call overwrites, so copy it out first.
         """
         ctx, frozen = self.ctx, self.frozen
         n, B, T, Tp = len(layers), self.batch_size, ctx.n_pos, self.n_pos
@@ -114,7 +120,7 @@ class RowComputer:
         grads = torch.autograd.grad(
             outputs, sites, seeds, retain_graph=True, allow_unused=True, materialize_grads=False
         )
-        row = torch.zeros(B, ctx.row_size, dtype=torch.float32, device=frozen.embeddings.device)
+        row = self._row.zero_()
         if grads[0] is not None:
             tok = torch.einsum("btd,td->bt", grads[0], self.token_vectors)
             row[:, ctx.token_offset : ctx.token_offset + Tp] = tok.float()
