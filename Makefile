@@ -26,6 +26,8 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
+# The side-by-side runs circuit-tracer 0.5.0 from its own venv: benchmarks/setup_reference.sh.
 bench: setup
 	$(BIN)/python benchmarks/bench_prune.py
-	$(BIN)/python benchmarks/bench_attribution.py
+	$(BIN)/python benchmarks/make_bench_model.py
+	$(BIN)/python benchmarks/bench_attribution.py --repeats 2
