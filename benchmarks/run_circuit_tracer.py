@@ -21,12 +21,10 @@ This file imports circuit_tracer only; it does not import ct_engine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import re
-import resource
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from runner_common import finished_record, peak_rss_mib, runner_parser, save_graph  # noqa: E402
 
 # circuit-tracer logs one "... completed in X.XXs" line per phase when verbose.
 _PHASES = {
@@ -67,10 +66,6 @@ class _PhaseLog(logging.Filter):
             self.timings[_PHASES[m.group(1)]] = float(m.group(2))
             self.seen_at[_PHASES[m.group(1)]] = time.perf_counter()
         return False
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def load_model(data: Path, dtype: torch.dtype = torch.float32):
@@ -128,31 +123,6 @@ def load_model(data: Path, dtype: torch.dtype = torch.float32):
     return model
 
 
-def save_graph(graph, adjacency: torch.Tensor, path: str) -> None:
-    """Small tensors to ``path`` (safetensors); the adjacency to ``path + ".adjacency.npy"``.
-
-    ``np.save`` writes the dense matrix without an in-memory serialisation copy (it can be
-    10+ GiB), and the comparison reads it back memory-mapped.
-    """
-    import numpy as np
-    from safetensors.torch import save_file
-
-    if adjacency.layout != torch.strided:
-        adjacency = adjacency.to_dense()
-    np.save(path + ".adjacency.npy", adjacency.detach().float().contiguous().numpy())
-    save_file(
-        {
-            "active_features": graph.active_features.long().contiguous(),
-            "activation_values": graph.activation_values.float().contiguous(),
-            "selected_features": graph.selected_features.long().contiguous(),
-            "logit_targets": torch.tensor([t.vocab_idx for t in graph.logit_targets]),
-            "logit_probabilities": graph.logit_probabilities.float().contiguous(),
-            "input_tokens": torch.as_tensor(graph.input_tokens).long().contiguous(),
-        },
-        path,
-    )
-
-
 def run(args) -> dict:
     from circuit_tracer import attribute
 
@@ -201,20 +171,9 @@ def run(args) -> dict:
     timings.pop("total_logged", None)
     if "feature_rows" in log.seen_at:  # packaging: from the feature-rows line to the end
         timings["package"] = t0 + wall - log.seen_at["feature_rows"]
-    n_act = int(graph.active_features.shape[0])
-    n_logits = len(graph.logit_targets)
-    record.update(
-        status="ok",
-        wall_s=wall,
-        timings=timings,
-        peak_rss_mib=peak_rss_mib(),
-        n_active=n_act,
-        n_selected=int(graph.selected_features.numel()),
-        n_logits=n_logits,
-        n_nodes=int(graph.adjacency_matrix.shape[0]),
-    )
+    record.update(finished_record(graph, wall, timings))
     if args.out_tensors:
-        save_graph(graph, graph.adjacency_matrix, args.out_tensors)
+        save_graph(graph, args.out_tensors)
     return record
 
 
@@ -225,13 +184,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--length", type=int, required=True, help="tokens, leading <bos> included")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--max-feature-nodes", type=int, default=None)
-    ap.add_argument("--out-json", required=True)
-    ap.add_argument("--out-tensors", default=None)
+    ap = runner_parser(__doc__.split("\n")[0])
     args = ap.parse_args(argv)
     try:
         record = run(args)

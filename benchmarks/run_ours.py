@@ -10,10 +10,8 @@ both as subprocesses so that each peak RSS is the process's own.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -23,35 +21,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def save_graph(graph, adjacency: torch.Tensor, path: str) -> None:
-    """Small tensors to ``path`` (safetensors); the adjacency to ``path + ".adjacency.npy"``.
-
-    ``np.save`` writes the dense matrix without an in-memory serialisation copy (it can be
-    10+ GiB), and the comparison reads it back memory-mapped.
-    """
-    import numpy as np
-    from safetensors.torch import save_file
-
-    if adjacency.layout != torch.strided:
-        adjacency = adjacency.to_dense()
-    np.save(path + ".adjacency.npy", adjacency.detach().float().contiguous().numpy())
-    save_file(
-        {
-            "active_features": graph.active_features.long().contiguous(),
-            "activation_values": graph.activation_values.float().contiguous(),
-            "selected_features": graph.selected_features.long().contiguous(),
-            "logit_targets": torch.tensor([t.vocab_idx for t in graph.logit_targets]),
-            "logit_probabilities": graph.logit_probabilities.float().contiguous(),
-            "input_tokens": torch.as_tensor(graph.input_tokens).long().contiguous(),
-        },
-        path,
-    )
+from runner_common import finished_record, peak_rss_mib, runner_parser, save_graph  # noqa: E402
 
 
 def run(args) -> dict:
@@ -101,31 +71,14 @@ def run(args) -> dict:
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
-    wall = time.perf_counter() - t0
-    adjacency = graph.adjacency_matrix
-    record.update(
-        status="ok",
-        wall_s=wall,
-        timings=dict(graph.timings),
-        peak_rss_mib=peak_rss_mib(),
-        n_active=int(graph.active_features.shape[0]),
-        n_selected=int(graph.selected_features.numel()),
-        n_logits=len(graph.logit_targets),
-        n_nodes=int(adjacency.shape[0]),
-    )
+    record.update(finished_record(graph, time.perf_counter() - t0, dict(graph.timings)))
     if args.out_tensors:
-        save_graph(graph, adjacency, args.out_tensors)
+        save_graph(graph, args.out_tensors)
     return record
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--length", type=int, required=True, help="tokens, leading <bos> included")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--max-feature-nodes", type=int, default=None)
-    ap.add_argument("--out-json", required=True)
-    ap.add_argument("--out-tensors", default=None)
+    ap = runner_parser(__doc__.split("\n")[0])
     ap.add_argument("--profile", default=None, help="write cProfile stats of attribute() here")
     args = ap.parse_args(argv)
     try:
