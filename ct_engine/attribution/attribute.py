@@ -60,7 +60,9 @@ def attribute(
         max_feature_nodes: keep at most this many features (greedy by influence); ``None``
             keeps every active feature.
         offload: ``None``, ``"cpu"`` or ``"disk"``: move transcoder weights off the
-            accelerator once their vectors are extracted (a no-op when the model is on CPU).
+            accelerator to host memory once their vectors are extracted, and back at the
+            end. ``"disk"`` does the same as ``"cpu"`` for now (nothing is written to disk);
+            skip transcoders stay on the device; a no-op when the model is on CPU.
         verbose: show a progress bar and print phase timings.
         update_interval: backward batches between refreshes of the influence ranking.
 
