@@ -128,3 +128,27 @@ def test_partial_influences_fail_on_a_cycle():
     rows = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
     with pytest.raises(RuntimeError, match="Failed to converge"):
         compute_partial_influences(rows, torch.tensor([1.0]), torch.tensor([0, 1, 2]), max_iter=20)
+
+
+def test_partial_influences_over_many_row_blocks():
+    """More rows than one block (|R| is processed in row blocks, never copied whole): the
+    result equals the spec's iteration on the full normalised matrix."""
+    torch.manual_seed(0)
+    n, k = 3000, 3
+    nodes = torch.cat([torch.arange(n - k, n), torch.randperm(n - k - 100)[:1300] + 100])
+    rows = torch.zeros(len(nodes), n, dtype=torch.float64)
+    for r, node in enumerate(nodes.tolist()):
+        lim = min(node, n - k)  # a row reads only lower-numbered nodes
+        keep = torch.rand(lim, dtype=torch.float64) < 0.3
+        rows[r, :lim] = torch.randn(lim, dtype=torch.float64) * keep
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+
+    normalised = rows.abs() / rows.abs().sum(1, keepdim=True).clamp(min=1e-8)
+    prod = torch.zeros(n, dtype=torch.float64)
+    prod[-k:] = weights
+    expected = torch.zeros(n, dtype=torch.float64)
+    while prod.any():
+        prod = prod[nodes] @ normalised
+        expected += prod
+    got = compute_partial_influences(rows, weights, nodes)
+    torch.testing.assert_close(got, expected, atol=1e-15, rtol=1e-12)
