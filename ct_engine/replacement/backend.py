@@ -100,6 +100,18 @@ class Backend(Protocol):
 
     def frozen_run(self, tokens: torch.Tensor) -> FrozenRun: ...
 
+    def capture_freeze_state(self, tokens: torch.Tensor) -> FreezeState: ...
+
+    def patched_run(
+        self,
+        state: FreezeState,
+        *,
+        output_deltas: torch.Tensor | None = None,
+        embed_delta: torch.Tensor | None = None,
+        frozen_layers: range | None = None,
+        freeze_norms: bool = True,
+    ) -> PatchedRun: ...
+
     @property
     def unembedding(self) -> torch.Tensor:
         """``(D, V)`` unembedding matrix (logits = final residual @ unembedding)."""
