@@ -1,0 +1,210 @@
+"""Graph files for viewers: circuit-tracer / Neuronpedia JSON (spec §6.1, §6.2).
+
+``create_graph_files`` prunes a graph and writes ``<slug>.json`` (``metadata``, ``qParams``,
+``nodes``, ``links``) plus an upserted entry in ``graph-metadata.json``. Node ids:
+
+=========  ===========================  ==============================  ======================
+node       ``node_id``                  ``feature``                     ``jsNodeId``
+=========  ===========================  ==============================  ======================
+feature    ``{layer}_{feature}_{pos}``  Cantor pair of (layer, feature)  ``{layer}_{feature}-0``
+error      ``{layer}_-1_{pos}``         ``-1``                          ``{layer}_-1-{pos}``
+token      ``E_{token_id}_{pos}``       ``pos``                         ``E_{token_id}-{pos}``
+logit      ``{L+1}_{vocab_idx}_{T-1}``  ``vocab_idx``                   ``L_{vocab_idx}-{T-1}``
+=========  ===========================  ==============================  ======================
+
+Error ids use circuit-tracer's corrected form (after 0.5.0): 0.5.0's ``0_{layer}_{pos}``
+collides with layer-0 feature ids. ``influence`` is the cumulative influence share of the
+pruning (smallest for the most influential node), as in circuit-tracer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ct_engine.graph.graph import Graph, NodeInfo
+from ct_engine.graph.pruning import prune_graph
+
+SCHEMA_VERSION = 1
+METADATA_FILE = "graph-metadata.json"
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def cantor_pair(layer: int, feature: int) -> int:
+    """Neuronpedia's feature id: ``(l + f)(l + f + 1) / 2 + f``."""
+    return (layer + feature) * (layer + feature + 1) // 2 + feature
+
+
+def node_ids(info: NodeInfo, n_layers: int) -> tuple[str, str]:
+    """``(node_id, jsNodeId)`` of a node (module table)."""
+    if info.kind == "feature":
+        return f"{info.layer}_{info.feature}_{info.pos}", f"{info.layer}_{info.feature}-0"
+    if info.kind == "error":
+        return f"{info.layer}_-1_{info.pos}", f"{info.layer}_-1-{info.pos}"
+    if info.kind == "token":
+        return f"E_{info.vocab_idx}_{info.pos}", f"E_{info.vocab_idx}-{info.pos}"
+    return f"{n_layers + 1}_{info.vocab_idx}_{info.pos}", f"L_{info.vocab_idx}-{info.pos}"
+
+
+def _scan_fields(scan) -> tuple[str, list[str]]:
+    if scan is None:
+        raise ValueError("the graph has no scan: pass scan= to name its transcoder set")
+    if isinstance(scan, str):
+        return scan, []
+    scans = [str(s) for s in scan]
+    # circuit-tracer uses Python's hash(), which changes between processes; ours is stable.
+    digest = hashlib.sha256("-".join(scans).encode()).hexdigest()[:12]
+    return f"custom-{digest}", scans
+
+
+def graph_document(
+    graph: Graph,
+    slug: str,
+    *,
+    tokenizer=None,
+    scan=None,
+    node_threshold: float = 0.8,
+    edge_threshold: float = 0.98,
+) -> dict:
+    """The JSON document of a pruned graph, as a dict (see :func:`create_graph_files`)."""
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(graph.cfg.tokenizer_name)
+    scan_name, transcoder_list = _scan_fields(scan if scan is not None else graph.scan)
+    node_mask, edge_mask, cumulative = prune_graph(graph, node_threshold, edge_threshold)
+    L = graph.n_layers
+
+    kept = node_mask.nonzero().squeeze(1).tolist()
+    infos = {i: graph.node_info(i) for i in kept}
+    ids = {i: node_ids(info, L) for i, info in infos.items()}
+    # Links: kept edges between kept nodes, row-major (by target, then source).
+    both = node_mask[edge_mask.rows] & node_mask[edge_mask.cols]
+    rows, cols = edge_mask.rows[both], edge_mask.cols[both]
+    weights = edge_mask.values_in(graph.adjacency_matrix)[both].tolist()
+    rows, cols = rows.tolist(), cols.tolist()
+    links = [
+        {"source": ids[s][0], "target": ids[t][0], "weight": w}
+        for t, s, w in zip(rows, cols, weights, strict=True)
+    ]
+    linked = set(rows) | set(cols)
+
+    nodes = []
+    for i in kept:
+        info = infos[i]
+        if i not in linked and info.kind not in ("token", "logit"):
+            continue
+        node_id, js_id = ids[i]
+        node = {
+            "node_id": node_id,
+            "feature": info.pos if info.kind == "token" else -1,
+            "layer": str(info.layer) if info.kind != "token" else "E",
+            "ctx_idx": info.pos,
+            "feature_type": "",
+            "token_prob": 0.0,
+            "is_target_logit": False,
+            "run_idx": 0,
+            "reverse_ctx_idx": 0,
+            "jsNodeId": js_id,
+            "clerp": "",
+            "influence": float(cumulative[i]),
+            "activation": None,
+        }
+        if info.kind == "feature":
+            idx = int(graph.selected_features[i])
+            node.update(
+                feature=cantor_pair(info.layer, info.feature),
+                feature_type="cross layer transcoder",
+                activation=float(graph.activation_values[idx]),
+            )
+        elif info.kind == "error":
+            node.update(feature_type="mlp reconstruction error")
+        elif info.kind == "token":
+            node.update(feature_type="embedding")
+        else:
+            k = i - graph.logit_slice.start
+            prob = float(graph.logit_probabilities[k])
+            node.update(
+                feature=info.vocab_idx,
+                layer=str(L + 1),
+                feature_type="logit",
+                token_prob=prob,
+                is_target_logit=k == 0,
+                clerp=f'Output "{info.target.token_str}" (p={prob:.3f})',
+                influence=None,
+            )
+        nodes.append(node)
+
+    metadata = {
+        "slug": slug,
+        "scan": scan_name,
+        "transcoder_list": transcoder_list,
+        "prompt_tokens": [tokenizer.decode([int(t)]) for t in graph.input_tokens],
+        "prompt": graph.input_string,
+        "node_threshold": node_threshold,
+        "schema_version": SCHEMA_VERSION,
+    }
+    q_params = {
+        "pinnedIds": [],
+        "supernodes": [],
+        "linkType": "both",
+        "clickedId": "",
+        "sg_pos": "",
+    }
+    return {"metadata": metadata, "qParams": q_params, "nodes": nodes, "links": links}
+
+
+def create_graph_files(
+    graph: Graph,
+    slug: str,
+    output_dir: str | os.PathLike[str],
+    node_threshold: float = 0.8,
+    edge_threshold: float = 0.98,
+    *,
+    tokenizer=None,
+    scan=None,
+) -> Path:
+    """Prune ``graph`` and write ``<output_dir>/<slug>.json`` for a viewer; insert or replace
+    the slug's entry in ``graph-metadata.json``. Both writes are atomic. Returns the path.
+
+    Raises:
+        ValueError: a slug that is not a plain file name, or no scan to name the transcoders.
+    """
+    if not _SLUG.match(slug):
+        raise ValueError(
+            f"slug {slug!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    document = graph_document(
+        graph,
+        slug,
+        tokenizer=tokenizer,
+        scan=scan,
+        node_threshold=node_threshold,
+        edge_threshold=edge_threshold,
+    )
+    path = out / f"{slug}.json"
+    _write_json_atomic(path, document)
+    index_path = out / METADATA_FILE
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"graphs": []}
+    entries = [g for g in index.get("graphs", []) if g.get("slug") != slug]
+    entries.append(document["metadata"])
+    _write_json_atomic(index_path, {"graphs": entries})
+    return path
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
