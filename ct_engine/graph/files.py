@@ -31,6 +31,8 @@ from ct_engine.graph.pruning import prune_graph
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "graph-metadata.json"
+# JSON Schema of the graph file, shipped with the package.
+SCHEMA_PATH = Path(__file__).with_name("graph_file.schema.json")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

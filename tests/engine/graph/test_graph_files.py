@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
 
 from ct_engine.attribution import attribute
 from ct_engine.graph import prune_graph
-from ct_engine.graph.files import cantor_pair, create_graph_files, graph_document, node_ids
+from ct_engine.graph.files import (
+    SCHEMA_PATH,
+    cantor_pair,
+    create_graph_files,
+    graph_document,
+    node_ids,
+)
 
 from ..conftest import PROMPT
 
@@ -65,6 +72,18 @@ def test_document_nodes_and_links(model, graph):
         previous = (t, s)
     assert doc["metadata"]["prompt_tokens"][0] == "<bos>"
     assert len(doc["metadata"]["prompt_tokens"]) == T
+
+
+def test_written_file_validates_against_the_shipped_schema(model, graph, tmp_path):
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    path = create_graph_files(graph, "g", tmp_path, tokenizer=model.tokenizer, scan="s")
+    document = json.loads(path.read_text())
+    jsonschema.validate(document, schema)
+    # The schema can fail: a node without an id, or an unknown node type.
+    broken = dict(document, nodes=[{**document["nodes"][0], "feature_type": "nonsense"}])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
 
 
 def test_create_graph_files_upserts_metadata(model, graph, tmp_path):
