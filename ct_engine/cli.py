@@ -67,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     attr.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     attr.add_argument("--lazy-encoder", action="store_true")
     attr.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")
+    attr.add_argument("--offload", choices=["cpu", "disk"], default=None)
+    attr.add_argument("--slug", help="graph name for the viewer JSON files")
+    attr.add_argument("--graph_file_dir", help="where to write the viewer JSON files")
+    attr.add_argument(
+        "--target",
+        action="append",
+        metavar="TOKEN",
+        help="attribute this single-token string (repeat for several) instead of salient logits",
+    )
+    attr.add_argument(
+        "--target-diff",
+        nargs=2,
+        metavar=("TOKEN_A", "TOKEN_B"),
+        help="attribute the logit difference TOKEN_A - TOKEN_B",
+    )
+    attr.add_argument("--server", action="store_true", help="serve the graph (viewer: not yet)")
+    attr.add_argument("--port", type=int, default=8041)
     _add_attribution_flags(attr, batch_size=256)
     return parser
 
@@ -116,6 +133,8 @@ def _run_attribution(args, model_name: str, transcoders: str, dtype: str = "floa
     graph = attribute(
         args.prompt,
         model,
+        attribution_targets=_targets(args, model),
+        offload=getattr(args, "offload", None),
         max_n_logits=args.max_n_logits,
         desired_logit_prob=args.desired_logit_prob,
         batch_size=args.batch_size,
@@ -131,7 +150,23 @@ def _run_attribution(args, model_name: str, transcoders: str, dtype: str = "floa
             edge_threshold=args.edge_threshold,
         )
     )
-    return graph
+    return graph, model
+
+
+def _targets(args, model):
+    """``--target`` strings, or a ``--target-diff`` custom direction, or None (salient)."""
+    from ct_engine.attribution import CustomTarget
+    from ct_engine.attribution.targets import single_token_id
+
+    strings = getattr(args, "target", None)
+    diff = getattr(args, "target_diff", None)
+    if strings and diff:
+        raise ValueError("give either --target or --target-diff, not both")
+    if diff:
+        a, b = (single_token_id(word, model.tokenizer) for word in diff)
+        unembed = model.impl.unembedding
+        return [CustomTarget(f"{diff[0]} - {diff[1]}", 1.0, unembed[:, a] - unembed[:, b])]
+    return strings or None
 
 
 def _model_from_config(transcoder_set: str) -> str:
@@ -145,19 +180,30 @@ def _model_from_config(transcoder_set: str) -> str:
     return name
 
 
+def _check_outputs(args) -> None:
+    """circuit-tracer's rules: somewhere to put the graph, and a slug with its folder."""
+    if bool(args.slug) != bool(args.graph_file_dir):
+        print("ct attribute: warning: --slug and --graph_file_dir go together", file=sys.stderr)
+    if args.server and not (args.slug and args.graph_file_dir):
+        raise ValueError("--server needs --slug and --graph_file_dir")
+    if not (args.slug and args.graph_file_dir) and not args.graph_output_path:
+        raise ValueError("give -o/--graph_output_path, or --slug with --graph_file_dir")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
             workdir = Path(args.workdir)
             model_dir, tc_dir = _demo_dirs(workdir, args.transcoders)
-            graph = _run_attribution(args, str(model_dir), str(tc_dir))
+            graph, _ = _run_attribution(args, str(model_dir), str(tc_dir))
             out = workdir / "graph.safetensors"
             graph.save(out)
             print(f"graph saved to {out}")
         elif args.command == "attribute":
+            _check_outputs(args)
             model_name = args.model or _model_from_config(args.transcoder_set)
-            graph = _run_attribution(
+            graph, model = _run_attribution(
                 args,
                 model_name,
                 args.transcoder_set,
@@ -169,6 +215,25 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(args.graph_output_path)
                 graph.to_pt(out) if out.suffix == ".pt" else graph.save(out)
                 print(f"graph saved to {out}")
+            if args.slug and args.graph_file_dir:
+                from ct_engine.graph.files import create_graph_files
+
+                path = create_graph_files(
+                    graph,
+                    args.slug,
+                    args.graph_file_dir,
+                    args.node_threshold,
+                    args.edge_threshold,
+                    tokenizer=model.tokenizer,
+                    scan=graph.scan if graph.scan is not None else args.transcoder_set,
+                )
+                print(f"graph files written to {path} and {path.parent / 'graph-metadata.json'}")
+            if args.server:
+                print(
+                    "ct attribute: --server: the graph viewer is not part of ct-lakehouse yet; "
+                    f"the files above are ready for it (port {args.port} when it lands)",
+                    file=sys.stderr,
+                )
     except ValueError as err:  # bad input: a clear message, no traceback
         print(f"ct {args.command}: error: {err}", file=sys.stderr)
         return 2

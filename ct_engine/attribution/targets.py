@@ -98,7 +98,7 @@ class AttributionTargets:
         if all(isinstance(x, int) and not isinstance(x, bool) for x in items):
             return cls._from_ids(_checked_ids(items, vocab), probs, unembedding, tokenizer)
         if all(isinstance(x, str) for x in items):
-            ids = [_single_token_id(s, tokenizer) for s in items]
+            ids = [single_token_id(s, tokenizer) for s in items]
             return cls._from_ids(_checked_ids(ids, vocab), probs, unembedding, tokenizer)
         customs = [_as_custom(x, unembedding.shape[0]) for x in items]
         return cls(
@@ -127,7 +127,8 @@ def _checked_ids(ids: list[int], vocab: int) -> list[int]:
     return [int(i) for i in ids]
 
 
-def _single_token_id(text: str, tokenizer) -> int:
+def single_token_id(text: str, tokenizer) -> int:
+    """The id of ``text`` if it is exactly one token; a ``ValueError`` that says so if not."""
     ids = tokenizer.encode(text, add_special_tokens=False)
     if len(ids) != 1:
         pieces = [tokenizer.decode([i]) for i in ids]

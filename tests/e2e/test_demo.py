@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ct_engine.cli import main
 from ct_engine.graph import Graph
 
@@ -23,16 +25,38 @@ def test_attribute_cli_reports_bad_input(tmp_path, capsys):
     workdir = tmp_path / "demo"
     assert main(["demo", "--workdir", str(workdir), "--max_feature_nodes", "50"]) == 0
     capsys.readouterr()
-    code = main(
-        [
-            "attribute",
-            "-p",
-            "   ",
-            "-t",
-            str(workdir / "transcoders-plt"),
-            "-m",
-            str(workdir / "model"),
-        ]
-    )
-    assert code == 2
+    model_args = ["-t", str(workdir / "transcoders-plt"), "-m", str(workdir / "model")]
+    out = ["-o", str(tmp_path / "g.pt")]
+    assert main(["attribute", "-p", "   ", *model_args, *out]) == 2
     assert "the prompt is empty" in capsys.readouterr().err
+    assert main(["attribute", "-p", "the capital", *model_args]) == 2
+    assert "give -o/--graph_output_path" in capsys.readouterr().err
+    bad_target = ["--target", "capital city", *out]
+    assert main(["attribute", "-p", "the capital of", *model_args, *bad_target]) == 2
+    assert "not exactly one" in capsys.readouterr().err
+
+
+def test_attribute_cli_targets_and_graph_files(tmp_path, capsys):
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(workdir), "--max_feature_nodes", "50"]) == 0
+    capsys.readouterr()
+    model_args = ["-t", str(workdir / "transcoders-plt"), "-m", str(workdir / "model")]
+    prompt = ["-p", "the capital of the country where Mira lives is"]
+    files = ["--slug", "mira", "--graph_file_dir", str(tmp_path / "files")]
+    common = [*model_args, *prompt, "--max_feature_nodes", "40", "--batch_size", "32"]
+    assert main(["attribute", *common, "--target", "Paris", "--target", "Rome", *files]) == 0
+    out = capsys.readouterr().out
+    assert "'Paris'" in out and "'Rome'" in out
+    document = json.loads((tmp_path / "files" / "mira.json").read_text())
+    logits = [n for n in document["nodes"] if n["feature_type"] == "logit"]
+    assert [n["clerp"].split('"')[1] for n in logits] == ["Paris", "Rome"]
+
+    pt = tmp_path / "diff.pt"
+    diff = ["--target-diff", "Paris", "Rome", "-o", str(pt), "--server", *files]
+    assert main(["attribute", *common, *diff]) == 0
+    captured = capsys.readouterr()
+    assert "'Paris - Rome'" in captured.out
+    assert "viewer is not part of ct-lakehouse yet" in captured.err
+    graph = Graph.from_pt(pt)
+    assert graph.logit_targets[0].token_str == "Paris - Rome"
+    assert graph.logit_targets[0].vocab_idx >= graph.cfg.d_vocab
