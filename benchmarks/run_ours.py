@@ -21,7 +21,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from runner_common import finished_record, peak_rss_mib, runner_parser, save_graph  # noqa: E402
+from runner_common import (
+    finished_record,
+    peak_rss_mib,
+    run_and_record,
+    runner_parser,
+    save_graph,
+)  # noqa: E402
 
 
 def run(args) -> dict:
@@ -80,14 +86,7 @@ def run(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = runner_parser(__doc__.split("\n")[0])
     ap.add_argument("--profile", default=None, help="write cProfile stats of attribute() here")
-    args = ap.parse_args(argv)
-    try:
-        record = run(args)
-    except MemoryError as err:
-        record = {"tool": "ct_engine", "status": "OOM", "error": repr(err)[:300]}
-        record["peak_rss_mib"] = peak_rss_mib()
-    Path(args.out_json).write_text(json.dumps(record, indent=2))
-    return 0 if record.get("status") == "ok" else 3
+    return run_and_record(run, ap.parse_args(argv), "ct_engine")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ Both run as scripts from this folder, so this module is importable by its plain 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+from pathlib import Path
 
 import torch
 
@@ -64,3 +66,14 @@ def save_graph(graph, path: str) -> None:
         },
         path,
     )
+
+
+def run_and_record(run, args, tool: str) -> int:
+    """Run, write the JSON record (an out-of-memory run is recorded as "OOM"), exit code."""
+    try:
+        record = run(args)
+    except MemoryError as err:
+        record = {"tool": tool, "status": "OOM", "error": repr(err)[:300]}
+        record["peak_rss_mib"] = peak_rss_mib()
+    Path(args.out_json).write_text(json.dumps(record, indent=2))
+    return 0 if record.get("status") == "ok" else 3

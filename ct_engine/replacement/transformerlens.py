@@ -150,24 +150,35 @@ class TransformerLensBackend:
 
     def clean_run(self, tokens: torch.Tensor) -> CleanRun:
         """One no-grad forward of ``tokens (T,)``. Norm scales and patterns pass through the
-        same hooks as in :meth:`frozen_run`, so both see bit-identical forward values."""
+        same (detaching) hooks as in :meth:`frozen_run`, so both see identical forward values."""
+        return self._clean_forward(tokens)[0]
+
+    def _clean_forward(self, tokens: torch.Tensor) -> tuple[CleanRun, dict[str, torch.Tensor]]:
+        """A clean run plus the values that freezing pins (hook name -> tensor)."""
         L = self.n_layers
         inputs: list[torch.Tensor | None] = [None] * L
         outputs: list[torch.Tensor | None] = [None] * L
         embed: list[torch.Tensor] = []
-        hooks = [(name, _detach) for name in self.freeze_hooks]
+        pinned: dict[str, torch.Tensor] = {}
+
+        def pin(t, hook, name=None):
+            pinned[name] = t.detach()
+            return pinned[name]  # a detached edit: the same numerics as the frozen run
+
+        hooks = [(name, _bind(pin, name=name)) for name in self.freeze_hooks]
         hooks.append((EMBED_HOOK, lambda t, hook: embed.append(t)))
         for layer in range(L):
             hooks.append((self.input_hooks[layer], _store(inputs, layer)))
             hooks.append((self.output_hooks[layer], _store(outputs, layer)))
         with torch.no_grad():
             logits = self._run(tokens[None], hooks, stop_early=False)
-        return CleanRun(
+        clean = CleanRun(
             logits=logits[0],
             feature_inputs=torch.stack(inputs)[:, 0],
             feature_outputs=torch.stack(outputs)[:, 0],
             embeddings=embed[0][0],
         )
+        return clean, pinned
 
     def frozen_run(self, tokens: torch.Tensor) -> FrozenRun:
         """Forward ``tokens (B, T)`` building the linearized autograd graph (see module doc)."""
@@ -214,27 +225,13 @@ class TransformerLensBackend:
 
     def capture_freeze_state(self, tokens: torch.Tensor) -> FreezeState:
         """Clean no-grad run of ``tokens (T,)`` recording every value that freezing pins."""
-        L = self.n_layers
-        inputs: list[torch.Tensor | None] = [None] * L
-        outputs: list[torch.Tensor | None] = [None] * L
-        pinned: dict[str, torch.Tensor] = {}
-
-        def pin(t, hook, name=None):
-            pinned[name] = t.detach()
-            return pinned[name]  # a detached edit: the same numerics as the other runs
-
-        hooks = [(name, _bind(pin, name=name)) for name in self.freeze_hooks]
-        for layer in range(L):
-            hooks.append((self.input_hooks[layer], _store(inputs, layer)))
-            hooks.append((self.output_hooks[layer], _store(outputs, layer)))
-        with torch.no_grad():
-            logits = self._run(tokens[None], hooks, stop_early=False)
+        clean, pinned = self._clean_forward(tokens)
         return FreezeState(
             tokens=tokens,
             pinned=pinned,
-            feature_inputs=torch.stack(inputs)[:, 0],
-            feature_outputs=torch.stack(outputs)[:, 0],
-            logits=logits[0],
+            feature_inputs=clean.feature_inputs,
+            feature_outputs=clean.feature_outputs,
+            logits=clean.logits,
         )
 
     def patched_run(
