@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ct_engine.attribution.context import build_context
+from ct_engine.replacement.edits import Patch, Pins
 
 
 @dataclass
@@ -40,17 +41,19 @@ class ColumnCheck:
     predicted_logits: torch.Tensor
 
 
-def _readouts(model, graph, run, layers, positions, feats) -> tuple[torch.Tensor, torch.Tensor]:
+def _readouts(
+    model, graph, patch: Patch, logits, layers, positions, feats
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-activations ``(S,)`` of the selected features and target readouts ``(K,)``."""
     tc = model.transcoders
     pre = torch.stack(
         [
-            tc.encode_layer(run.feature_inputs[layer], layer, apply_activation_function=False)
+            tc.encode_layer(patch.feature_inputs[layer], layer, apply_activation_function=False)
             for layer in range(model.n_layers)
         ]
     )
     features = pre[layers, positions, feats].double()
-    last = run.logits[-1].double()
+    last = logits[-1].double()
     vocab = model.d_vocab
     logits = []
     for target in graph.logit_targets:
@@ -87,12 +90,17 @@ def check_edges(
     custom_vecs = graph.meta.get("custom_target_vectors") if custom else None
 
     def measure(output_deltas=None, embed_delta=None):
-        run = impl.patched_run(
-            state, output_deltas=output_deltas, embed_delta=embed_delta, frozen_layers=frozen
+        patch = Patch(
+            model.transcoders,
+            state,
+            frozen_layers=frozen,
+            output_deltas=output_deltas,
+            embed_delta=embed_delta,
         )
-        features, logits = _readouts(model, graph, run, layers, positions, feats)
+        run_logits = impl.edited_run(tokens[None], patch, Pins(state, attention=True, norms=True))
+        features, logits = _readouts(model, graph, patch, run_logits[0], layers, positions, feats)
         if custom:
-            final = run.final_residual[-1].double()
+            final = patch.final[-1].double()
             for k, _ in custom:
                 logits[k] = final @ torch.as_tensor(custom_vecs[k], dtype=torch.float64)
         return features, logits

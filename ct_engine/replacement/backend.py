@@ -1,13 +1,17 @@
 """What an attribution backend provides, independent of the library that runs the model.
 
-A backend wraps a Hugging Face causal LM and exposes exactly two kinds of forward pass:
+A backend wraps a Hugging Face causal LM and exposes three kinds of forward pass:
 
 * a **clean run** (no gradients) that records, per layer, the transcoder input ``x_l`` and the
   MLP output ``y_l`` at the transcoder's hooks, plus the embeddings and the logits;
 * a **frozen run** on a batch of identical prompts that builds the autograd graph of the
   *local replacement model* (spec §3.6): attention patterns and every norm scale detached,
   MLP outputs detached except for the transcoder's linear skip path. In that graph every
-  target readout is a linear function of the node vectors.
+  target readout is a linear function of the node vectors;
+* an **edited run** (no gradients) that calls a
+  :class:`~ct_engine.replacement.edits.ForwardEdits` at the embedding, at each layer's
+  transcoder input and MLP output, and at the final norm, optionally pinning attention patterns
+  and norm scales to a clean run's values. Interventions, generation and the oracle use it.
 """
 
 from __future__ import annotations
@@ -59,32 +63,19 @@ class FreezeState:
 
     Attributes:
         tokens: ``(T,)``.
-        pinned: hook name -> clean value, for attention patterns and norm scales.
+        attention: site name -> clean attention probabilities ``(1, H, T, T)``.
+        norm_scales: site name -> clean norm scale ``(1, T, 1)`` (every norm, final included).
         feature_inputs: ``(L, T, D)`` clean transcoder inputs.
         feature_outputs: ``(L, T, D)`` clean MLP outputs.
         logits: ``(T, V)`` clean logits.
     """
 
     tokens: torch.Tensor
-    pinned: dict[str, torch.Tensor]
+    attention: dict[str, torch.Tensor]
+    norm_scales: dict[str, torch.Tensor]
     feature_inputs: torch.Tensor
     feature_outputs: torch.Tensor
     logits: torch.Tensor
-
-
-@dataclass
-class PatchedRun:
-    """Result of a forward with pinned values and injected deltas.
-
-    Attributes:
-        logits: ``(T, V)``.
-        feature_inputs: ``(L, T, D)`` transcoder inputs in the patched run.
-        final_residual: ``(T, D)`` final-norm output.
-    """
-
-    logits: torch.Tensor
-    feature_inputs: torch.Tensor
-    final_residual: torch.Tensor
 
 
 class Backend(Protocol):
@@ -102,15 +93,11 @@ class Backend(Protocol):
 
     def capture_freeze_state(self, tokens: torch.Tensor) -> FreezeState: ...
 
-    def patched_run(
-        self,
-        state: FreezeState,
-        *,
-        output_deltas: torch.Tensor | None = None,
-        embed_delta: torch.Tensor | None = None,
-        frozen_layers: range | None = None,
-        freeze_norms: bool = True,
-    ) -> PatchedRun: ...
+    def edited_run(self, tokens: torch.Tensor, edits, pins=None) -> torch.Tensor:
+        """No-grad forward of ``tokens (B, T)`` calling ``edits`` (a
+        :class:`~ct_engine.replacement.edits.ForwardEdits`) at each site and pinning what
+        ``pins`` (:class:`~ct_engine.replacement.edits.Pins`) says; returns logits ``(B, T, V)``."""
+        ...
 
     @property
     def unembedding(self) -> torch.Tensor:

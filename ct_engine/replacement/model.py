@@ -173,6 +173,67 @@ class ReplacementModel:
             return contextlib.nullcontext()
         return self.impl.zero_softcap()
 
+    # -- activations and interventions (ct_engine.interventions) -----------------------------
+
+    def get_activations(self, inputs, sparse: bool = False, apply_activation_function=True):
+        """Logits ``(1, T, V)`` and activations ``(L, T, F)``; see
+        :func:`ct_engine.interventions.get_activations`."""
+        from ct_engine.interventions import get_activations
+
+        return get_activations(self, inputs, sparse, apply_activation_function)
+
+    def feature_intervention(
+        self,
+        inputs,
+        interventions,
+        constrained_layers=None,
+        freeze_attention: bool = True,
+        apply_activation_function: bool = True,
+        sparse: bool = False,
+        return_activations: bool = True,
+    ):
+        """Logits ``(1, T, V)`` and activations with features set to given values; see
+        :func:`ct_engine.interventions.feature_intervention`."""
+        from ct_engine.interventions import feature_intervention
+
+        return feature_intervention(
+            self,
+            inputs,
+            interventions,
+            constrained_layers,
+            freeze_attention,
+            apply_activation_function,
+            sparse,
+            return_activations,
+        )
+
+    def feature_intervention_generate(
+        self,
+        inputs,
+        interventions,
+        constrained_layers=None,
+        freeze_attention: bool = True,
+        apply_activation_function: bool = True,
+        sparse: bool = False,
+        return_activations: bool = True,
+        **generate_kwargs,
+    ):
+        """Text, per-step logits ``(n_steps, V)`` and activations under interventions; see
+        :func:`ct_engine.interventions.feature_intervention_generate`."""
+        from ct_engine.interventions import feature_intervention_generate
+
+        return feature_intervention_generate(
+            self,
+            inputs,
+            interventions,
+            constrained_layers,
+            freeze_attention,
+            apply_activation_function,
+            sparse,
+            return_activations,
+            **generate_kwargs,
+        )
+
     # -- tokens -----------------------------------------------------------------------------
 
     def ensure_tokenized(self, prompt: str | torch.Tensor | Sequence[int]) -> torch.Tensor:

@@ -23,7 +23,8 @@ from collections.abc import Iterator
 
 import torch
 
-from ct_engine.replacement.backend import CleanRun, FreezeState, FrozenRun, PatchedRun
+from ct_engine.replacement.backend import CleanRun, FreezeState, FrozenRun
+from ct_engine.replacement.edits import ForwardEdits, Pins, pin_prefix
 from ct_engine.replacement.hooks import (
     BLOCK_NORMS,
     EMBED_HOOK,
@@ -76,14 +77,15 @@ class TransformerLensBackend:
                     f"({cfg.original_architecture}) does not have"
                 )
         # Stop-gradient sites (spec §3.2): attention probabilities and every norm scale.
-        self.freeze_hooks = [attention_pattern_hook(i) for i in range(self.n_layers)]
-        self.freeze_hooks += [
+        self.attention_hooks = [attention_pattern_hook(i) for i in range(self.n_layers)]
+        self.norm_scale_hooks = [
             norm_scale_hook(i, norm)
             for i in range(self.n_layers)
             for norm in BLOCK_NORMS
             if norm_scale_hook(i, norm) in hook_names
         ]
-        self.freeze_hooks.append(FINAL_NORM_SCALE_HOOK)
+        self.norm_scale_hooks.append(FINAL_NORM_SCALE_HOOK)
+        self.freeze_hooks = self.attention_hooks + self.norm_scale_hooks
 
     @classmethod
     def load(
@@ -228,72 +230,48 @@ class TransformerLensBackend:
         clean, pinned = self._clean_forward(tokens)
         return FreezeState(
             tokens=tokens,
-            pinned=pinned,
+            attention={name: pinned[name] for name in self.attention_hooks},
+            norm_scales={name: pinned[name] for name in self.norm_scale_hooks},
             feature_inputs=clean.feature_inputs,
             feature_outputs=clean.feature_outputs,
             logits=clean.logits,
         )
 
-    def patched_run(
-        self,
-        state: FreezeState,
-        *,
-        output_deltas: torch.Tensor | None = None,
-        embed_delta: torch.Tensor | None = None,
-        frozen_layers: range | None = None,
-        freeze_norms: bool = True,
-    ) -> PatchedRun:
-        """Forward ``state.tokens`` with attention patterns pinned to their clean values.
+    def edited_run(self, tokens: torch.Tensor, edits: ForwardEdits, pins: Pins | None = None):
+        """No-grad forward of ``tokens (B, T)`` with ``edits`` called at every site.
 
         Args:
-            state: from :meth:`capture_freeze_state`.
-            output_deltas: ``(L, T, D)`` added to each layer's MLP output (feature output hook).
-            embed_delta: ``(T, D)`` added to the embedding output.
-            frozen_layers: layers whose MLP outputs are pinned to their clean value plus the
-                change of the skip path, ``skip(x) − skip(x_clean)``.
-            freeze_norms: also pin every norm scale.
+            tokens: ``(B, T)``.
+            edits: callbacks, see :class:`~ct_engine.replacement.edits.ForwardEdits`.
+            pins: pin attention patterns and/or norm scales to a clean run's values (on the
+                clean run's leading positions).
 
-        With ``frozen_layers = range(L)`` and ``freeze_norms`` this is exactly the local
-        replacement model of spec §3.6, run forward: the finite-difference oracle.
+        Returns:
+            logits ``(B, T, V)`` (softcap applied where the model has one).
         """
         L = self.n_layers
-        frozen_layers = frozen_layers if frozen_layers is not None else range(0)
-        inputs: list[torch.Tensor | None] = [None] * L
-        final: list[torch.Tensor] = []
-
-        def replace(t, hook, name=None):
-            return state.pinned[name]
-
-        def output(t, hook, layer=None):
-            if layer in frozen_layers:
-                t = state.feature_outputs[layer][None].clone()
-                skip_now = self.transcoders.compute_skip(layer, inputs[layer])
-                if skip_now is not None:
-                    skip_clean = self.transcoders.compute_skip(
-                        layer, state.feature_inputs[layer][None]
-                    )
-                    t = t + (skip_now - skip_clean).to(t.dtype)
-            if output_deltas is not None:
-                t = t + output_deltas[layer].to(t.dtype)
-            return t
-
         hooks = []
-        for name in self.freeze_hooks:
-            if freeze_norms or name.endswith("hook_pattern"):
-                hooks.append((name, _bind(replace, name=name)))
-        if embed_delta is not None:
-            hooks.append((EMBED_HOOK, lambda t, hook: t + embed_delta.to(t.dtype)))
+        if pins is not None:
+            pinned = dict(pins.state.attention) if pins.attention else {}
+            if pins.norms:
+                pinned.update(pins.state.norm_scales)
+            for name, clean in pinned.items():
+                hooks.append((name, _bind(_pin, clean=clean)))
+        hooks.append((EMBED_HOOK, lambda t, hook: edits.embed(t)))
         for layer in range(L):
-            hooks.append((self.input_hooks[layer], _store(inputs, layer)))
-            hooks.append((self.output_hooks[layer], _bind(output, layer=layer)))
-        hooks.append((FINAL_NORM_OUT_HOOK, lambda t, hook: final.append(t)))
+            hooks.append(
+                (self.input_hooks[layer], lambda t, hook, i=layer: edits.feature_input(i, t))
+            )
+            hooks.append(
+                (self.output_hooks[layer], lambda t, hook, i=layer: edits.feature_output(i, t))
+            )
+        hooks.append((FINAL_NORM_OUT_HOOK, lambda t, hook: edits.final_residual(t)))
         with torch.no_grad():
-            logits = self._run(state.tokens[None], hooks, stop_early=False)
-        return PatchedRun(
-            logits=logits[0],
-            feature_inputs=torch.stack(inputs)[:, 0],
-            final_residual=final[0][0],
-        )
+            return self._run(tokens, hooks, stop_early=False)
+
+
+def _pin(t: torch.Tensor, hook, clean: torch.Tensor) -> torch.Tensor:
+    return pin_prefix(t, clean.to(t.dtype))
 
 
 def _bind(fn, **kwargs):
