@@ -6,6 +6,8 @@ Subcommands:
   transcoders (once), compute an attribution graph, print its summary, save it.
 * ``ct attribute``: attribute a prompt on any model and transcoder set (circuit-tracer's
   flag names and defaults).
+* ``ct intervene``: set features to values (``layer,pos,feature=value``) and print how the
+  next-token distribution moves; ``--generate N`` continues the text under the intervention.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def _add_attribution_flags(p: argparse.ArgumentParser, *, batch_size: int) -> No
     p.add_argument("--verbose", action="store_true", help="progress bar and phase timings")
 
 
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    from ct_engine.replacement.model import BACKENDS
+
+    p.add_argument("-t", "--transcoder_set", required=True)
+    p.add_argument("-m", "--model", help="default: the transcoder config's model_name")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--backend", choices=BACKENDS, default="transformerlens")
+    p.add_argument("--lazy-encoder", action="store_true")
+    p.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ct",
@@ -61,12 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     attr.add_argument("-p", "--prompt", required=True)
-    attr.add_argument("-t", "--transcoder_set", required=True)
-    attr.add_argument("-m", "--model", help="default: the transcoder config's model_name")
+    _add_model_flags(attr)
     attr.add_argument("-o", "--graph_output_path", help="save the graph (.pt or .safetensors)")
-    attr.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    attr.add_argument("--lazy-encoder", action="store_true")
-    attr.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")
     attr.add_argument("--offload", choices=["cpu", "disk"], default=None)
     attr.add_argument("--slug", help="graph name for the viewer JSON files")
     attr.add_argument("--graph_file_dir", help="where to write the viewer JSON files")
@@ -84,7 +93,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     attr.add_argument("--server", action="store_true", help="serve the graph (viewer: not yet)")
     attr.add_argument("--port", type=int, default=8041)
+    attr.add_argument("--features_dir", help="local feature files for the viewer (not yet)")
     _add_attribution_flags(attr, batch_size=256)
+
+    inter = sub.add_parser(
+        "intervene",
+        help="set features to values and show how the next-token distribution moves",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    inter.add_argument("-p", "--prompt", required=True)
+    _add_model_flags(inter)
+    inter.add_argument(
+        "interventions",
+        nargs="+",
+        metavar="LAYER,POS,FEATURE=VALUE",
+        help="set a feature's activation; POS may be a range a:b or an open-ended a: "
+        "(follows --generate); VALUE may be *c for c times its clean activation",
+    )
+    inter.add_argument(
+        "--constrained",
+        action="store_true",
+        help="direct effects only: freeze every layer's MLP output and norm (constrained_layers "
+        "= all layers)",
+    )
+    inter.add_argument("--no-freeze-attention", dest="freeze_attention", action="store_false")
+    inter.add_argument("--top", type=int, default=10, help="tokens to show")
+    inter.add_argument("--generate", type=int, metavar="N", help="continue the text N tokens")
     return parser
 
 
@@ -118,17 +152,34 @@ def _demo_dirs(workdir: Path, transcoders: str) -> tuple[Path, Path]:
     return model_dir, tc_dir
 
 
-def _run_attribution(args, model_name: str, transcoders: str, dtype: str = "float32", **load):
+def _load_model(model_name: str, transcoders: str, dtype: str = "float32", **load):
     import torch
 
-    from ct_engine.attribution import attribute
     from ct_engine.replacement import ReplacementModel
+
+    return ReplacementModel.from_pretrained(
+        model_name, transcoders, dtype=getattr(torch, dtype), **load
+    )
+
+
+def _load_model_from_args(args):
+    """The model and transcoders named by :func:`_add_model_flags`."""
+    return _load_model(
+        args.model or _model_from_config(args.transcoder_set),
+        args.transcoder_set,
+        dtype=DTYPES[args.dtype],
+        backend=args.backend,
+        lazy_encoder=args.lazy_encoder,
+        lazy_decoder=args.lazy_decoder,
+    )
+
+
+def _run_attribution(args, model):
+    from ct_engine.attribution import attribute
     from ct_engine.summary import graph_summary
 
     start = time.perf_counter()
-    model = ReplacementModel.from_pretrained(
-        model_name, transcoders, dtype=getattr(torch, dtype), **load
-    )
+    model = model() if callable(model) else model
     load_s = time.perf_counter() - start
     graph = attribute(
         args.prompt,
@@ -169,6 +220,63 @@ def _targets(args, model):
     return strings or None
 
 
+def _intervene(args) -> None:
+    """``ct intervene``: run the interventions, print top-logit changes (and continuations)."""
+    from ct_engine.interventions.report import format_logit_changes, top_logit_changes
+    from ct_engine.interventions.spec import parse_intervention
+
+    items = [parse_intervention(text) for text in args.interventions]
+    model = _load_model_from_args(args)
+    tokens = model.ensure_tokenized(args.prompt)
+    clean_logits, clean_acts = model.get_activations(tokens)
+    interventions = [item.resolve(clean_acts) for item in items]
+    constrained = range(model.n_layers) if args.constrained else None
+    logits, _ = model.feature_intervention(
+        tokens,
+        interventions,
+        constrained_layers=constrained,
+        freeze_attention=args.freeze_attention,
+        return_activations=False,
+    )
+    words = [model.tokenizer.decode([int(t)]) for t in tokens]
+    print(f"prompt: {len(tokens)} tokens: {' | '.join(repr(w) for w in words)}")
+    for layer, pos, feat, value in interventions:
+        where = pos if isinstance(pos, int) else f"{pos.start or 0}:{pos.stop or ''}"
+        before = clean_acts[layer, pos, feat]
+        print(
+            f"  layer {layer}, pos {where}, feature {feat}: clean {_values(before)} -> "
+            f"{_values(value)}"
+        )
+    mode = "constrained (direct effects)" if args.constrained else "full forward"
+    frozen = ", attention frozen" if args.freeze_attention else ""
+    print(f"\nnext-token distribution after {words[-1]!r} ({mode}{frozen}):")
+    print(
+        format_logit_changes(
+            top_logit_changes(clean_logits[0, -1], logits[0, -1], model.tokenizer, args.top)
+        )
+    )
+    if args.generate:
+        kwargs = dict(max_new_tokens=args.generate, return_activations=False)
+        clean_text, _, _ = model.feature_intervention_generate(tokens, [], **kwargs)
+        text, _, _ = model.feature_intervention_generate(
+            tokens,
+            interventions,
+            constrained_layers=constrained,
+            freeze_attention=args.freeze_attention,
+            **kwargs,
+        )
+        print(f"\nclean:      {clean_text}\nintervened: {text}")
+
+
+def _values(value) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.numel() > 1:
+        shown = ", ".join(_values(v) for v in value.flatten()[:6])
+        return f"[{shown}{', ...' if value.numel() > 6 else ''}]"
+    return f"{float(value) + 0.0:.3f}"  # + 0.0 prints -0.0 as 0.000
+
+
 def _model_from_config(transcoder_set: str) -> str:
     from ct_engine.transcoders import load_transcoders
 
@@ -196,21 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             workdir = Path(args.workdir)
             model_dir, tc_dir = _demo_dirs(workdir, args.transcoders)
-            graph, _ = _run_attribution(args, str(model_dir), str(tc_dir))
+            graph, _ = _run_attribution(args, lambda: _load_model(str(model_dir), str(tc_dir)))
             out = workdir / "graph.safetensors"
             graph.save(out)
             print(f"graph saved to {out}")
         elif args.command == "attribute":
             _check_outputs(args)
-            model_name = args.model or _model_from_config(args.transcoder_set)
-            graph, model = _run_attribution(
-                args,
-                model_name,
-                args.transcoder_set,
-                dtype=DTYPES[args.dtype],
-                lazy_encoder=args.lazy_encoder,
-                lazy_decoder=args.lazy_decoder,
-            )
+            graph, model = _run_attribution(args, lambda: _load_model_from_args(args))
             if args.graph_output_path:
                 out = Path(args.graph_output_path)
                 graph.to_pt(out) if out.suffix == ".pt" else graph.save(out)
@@ -228,12 +328,15 @@ def main(argv: list[str] | None = None) -> int:
                     scan=graph.scan if graph.scan is not None else args.transcoder_set,
                 )
                 print(f"graph files written to {path} and {path.parent / 'graph-metadata.json'}")
-            if args.server:
+            if args.server or args.features_dir:
                 print(
-                    "ct attribute: --server: the graph viewer is not part of ct-lakehouse yet; "
-                    f"the files above are ready for it (port {args.port} when it lands)",
+                    "ct attribute: --server/--features_dir: the graph viewer is not part of "
+                    "ct-lakehouse yet; the files above are ready for it (port "
+                    f"{args.port} when it lands)",
                     file=sys.stderr,
                 )
+        elif args.command == "intervene":
+            _intervene(args)
     except ValueError as err:  # bad input: a clear message, no traceback
         print(f"ct {args.command}: error: {err}", file=sys.stderr)
         return 2
