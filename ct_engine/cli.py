@@ -6,6 +6,8 @@ Subcommands:
   transcoders (once), compute an attribution graph, print its summary, save it.
 * ``ct attribute``: attribute a prompt on any model and transcoder set (circuit-tracer's
   flag names and defaults).
+* ``ct eval-transcoders``: reconstruction, sparsity and fidelity metrics of a transcoder set
+  (:mod:`ct_engine.metrics.cli`).
 * ``ct intervene``: set features to values (``layer,pos,feature=value``) and print how the
   next-token distribution moves; ``--generate N`` continues the text under the intervention.
 """
@@ -17,14 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-}
+from ct_engine.replacement.model import BACKENDS, DTYPE_NAMES
 
 DEMO_PROMPT = "the capital of the country where Mira lives is"
 
@@ -40,11 +35,9 @@ def _add_attribution_flags(p: argparse.ArgumentParser, *, batch_size: int) -> No
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    from ct_engine.replacement.model import BACKENDS
-
     p.add_argument("-t", "--transcoder_set", required=True)
     p.add_argument("-m", "--model", help="default: the transcoder config's model_name")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32")
     p.add_argument("--backend", choices=BACKENDS, default="transformerlens")
     p.add_argument("--lazy-encoder", action="store_true")
     p.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")
@@ -119,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     inter.add_argument("--no-freeze-attention", dest="freeze_attention", action="store_false")
     inter.add_argument("--top", type=int, default=10, help="tokens to show")
     inter.add_argument("--generate", type=int, metavar="N", help="continue the text N tokens")
+
+    from ct_engine.metrics import cli as metrics_cli
+
+    metrics_cli.add_parser(sub)
     return parser
 
 
@@ -167,7 +164,7 @@ def _load_model_from_args(args):
     return _load_model(
         args.model or _model_from_config(args.transcoder_set),
         args.transcoder_set,
-        dtype=DTYPES[args.dtype],
+        dtype=DTYPE_NAMES[args.dtype],
         backend=args.backend,
         lazy_encoder=args.lazy_encoder,
         lazy_decoder=args.lazy_decoder,
@@ -300,6 +297,10 @@ def _check_outputs(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "eval-transcoders":
+        from ct_engine.metrics import cli as metrics_cli
+
+        return metrics_cli.run(args)
     try:
         if args.command == "demo":
             workdir = Path(args.workdir)

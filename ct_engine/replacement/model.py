@@ -20,6 +20,16 @@ from ct_engine.transcoders import TranscoderFormatError, Transcoders, load_trans
 
 BACKENDS = ("transformerlens",)
 
+# Names accepted for a dtype on the command line (circuit-tracer's choices) -> torch dtype name.
+DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
+
 
 class ModelLoadError(ValueError):
     """A model name or directory that cannot be loaded."""
