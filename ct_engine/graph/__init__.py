@@ -26,7 +26,7 @@ from ct_engine.graph.pruning import (
     prune_graph,
     target_weights,
 )
-from ct_engine.graph.scores import compute_graph_scores
+from ct_engine.graph.scores import compute_graph_scores, compute_pruned_graph_scores
 
 __all__ = [
     "EdgeMask",
@@ -39,6 +39,7 @@ __all__ = [
     "UnsafePickleError",
     "compute_edge_influence",
     "compute_graph_scores",
+    "compute_pruned_graph_scores",
     "compute_influence",
     "compute_node_influence",
     "compute_partial_influences",

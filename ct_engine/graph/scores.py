@@ -29,7 +29,43 @@ def compute_graph_scores(graph: Graph) -> tuple[float, float]:
         ``(replacement_score, completeness_score)``, each in ``[0, 1]``; the replacement
         score is NaN when no mass reaches any token or error node (``0/0``, as circuit-tracer).
     """
-    edges = normalized_edges(EdgeList.from_matrix(graph.adjacency_matrix))
+    return _scores(graph, EdgeList.from_matrix(graph.adjacency_matrix))
+
+
+def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[float, float]:
+    """Replacement and completeness of the pruned graph.
+
+    Every pruned feature is folded into the error node at its ``(layer, pos)``: its column
+    (its effects on other nodes) is added to that error node's column and its row (its inputs)
+    is dropped. Error, token and logit nodes stay. The scores are then those of
+    :func:`compute_graph_scores` on that graph, so they fall as pruning moves mass into errors
+    (the pruned-graph scores of EleutherAI's attribute, ``metrics.md`` §3.4).
+
+    Args:
+        graph: the unpruned graph.
+        node_mask: ``(N,)`` bool, e.g. ``prune_graph(graph).node_mask``; only its feature
+            entries matter.
+    """
+    edges = EdgeList.from_matrix(graph.adjacency_matrix)
+    n_features = graph.n_features
+    node_mask = node_mask.to(edges.rows.device)
+    pruned_feature = torch.zeros(graph.n_nodes, dtype=torch.bool, device=edges.rows.device)
+    pruned_feature[:n_features] = ~node_mask[:n_features]
+    edges = edges.select(~pruned_feature[edges.rows])
+    # The error node at each feature's (layer, pos): errors are ordered layer-major.
+    layers, positions = graph.active_features[graph.selected_features][:, :2].unbind(1)
+    error_of = (graph.error_slice.start + layers * graph.n_pos + positions).to(edges.cols)
+    cols = edges.cols.clone()
+    moved = pruned_feature[cols]
+    cols[moved] = error_of[cols[moved]]
+    merged = torch.sparse_coo_tensor(
+        torch.stack([edges.rows, cols]), edges.values, (graph.n_nodes, graph.n_nodes)
+    ).coalesce()  # sums the columns that now land on the same error node
+    return _scores(graph, EdgeList.from_matrix(merged))
+
+
+def _scores(graph: Graph, edges: EdgeList) -> tuple[float, float]:
+    edges = normalized_edges(edges)
     weights = target_weights(graph).to(edges.values.device)
     influence = influence_from_edges(edges, weights)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ct_engine.graph import compute_graph_scores
+from ct_engine.graph import compute_graph_scores, compute_pruned_graph_scores
 from tests.engine.graph.helpers import graph_from_adjacency, random_graph, to_layout
 
 
@@ -56,3 +56,17 @@ def test_scores_lie_in_the_unit_interval(seed):
     replacement, completeness = compute_graph_scores(random_graph(seed=seed))
     assert 0.0 <= replacement <= 1.0
     assert 0.0 <= completeness <= 1.0
+
+
+def test_pruned_scores_fold_pruned_features_into_errors():
+    g = graph_from_adjacency(_nine_node_adjacency(), 2, 2, 2, torch.tensor([1.0]))
+    keep_all = torch.ones(9, dtype=torch.bool)
+    assert compute_pruned_graph_scores(g, keep_all) == pytest.approx(compute_graph_scores(g))
+    # Prune feature 1 (layer 0, pos 0): its 0.5 into the logit joins error node 2 (0.1 -> 0.6).
+    # The logit then reads f0 5/11 and e2 6/11; token 6 gets all the token influence (1).
+    # replacement = 1 / (1 + 6/11) = 11/17; completeness = (5/11 + 5/11 + 6/11 + 1) / 3 = 9/11.
+    mask = keep_all.clone()
+    mask[1] = False
+    replacement, completeness = compute_pruned_graph_scores(g, mask)
+    assert replacement == pytest.approx(11 / 17, rel=1e-6)
+    assert completeness == pytest.approx(9 / 11, rel=1e-6)
