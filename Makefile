@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup demo test lint bench
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+
+.PHONY: setup demo test lint bench dagster mlflow
 
 setup: $(VENV)/.installed
 
@@ -25,6 +28,15 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest
+
+# The Dagster UI (webserver + daemon) and the MLflow UI, both on 127.0.0.1 only.
+dagster: setup
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m ct_assets.definitions
+
+mlflow: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port 5000 \
+		--backend-store-uri sqlite:///$(CURDIR)/dagster_home/mlflow.db \
+		--default-artifact-root $(CURDIR)/dagster_home/mlartifacts
 
 # The side-by-side runs circuit-tracer 0.5.0 from its own venv: benchmarks/setup_reference.sh.
 bench: setup

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ct_engine.replacement.model import BACKENDS, DTYPE_NAMES
@@ -43,7 +44,9 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: Sequence = ()) -> argparse.ArgumentParser:
+    """The ``ct`` parser. ``extensions``: modules with ``COMMAND``, ``add_parser(subparsers)``
+    and ``run(args) -> int`` that add subcommands (the lakehouse adds its own this way)."""
     parser = argparse.ArgumentParser(
         prog="ct",
         description="Circuit tracing: attribution graphs over transcoders.",
@@ -113,10 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     inter.add_argument("--top", type=int, default=10, help="tokens to show")
     inter.add_argument("--generate", type=int, metavar="N", help="continue the text N tokens")
 
-    from ct_engine.metrics import cli as metrics_cli
-
-    metrics_cli.add_parser(sub)
+    for extension in (_metrics_cli(), *extensions):
+        extension.add_parser(sub)
     return parser
+
+
+def _metrics_cli():
+    from ct_engine.metrics import cli
+
+    return cli
 
 
 def _demo_dirs(workdir: Path, transcoders: str) -> tuple[Path, Path]:
@@ -295,12 +303,11 @@ def _check_outputs(args) -> None:
         raise ValueError("give -o/--graph_output_path, or --slug with --graph_file_dir")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "eval-transcoders":
-        from ct_engine.metrics import cli as metrics_cli
-
-        return metrics_cli.run(args)
+def main(argv: list[str] | None = None, extensions: Sequence = ()) -> int:
+    args = build_parser(extensions).parse_args(argv)
+    for extension in (_metrics_cli(), *extensions):
+        if args.command == extension.COMMAND:
+            return extension.run(args)
     try:
         if args.command == "demo":
             workdir = Path(args.workdir)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ct_engine.graph import ModelConfig
+from ct_engine.presets import resolve_model
 from ct_engine.replacement.backend import Backend
 from ct_engine.transcoders import TranscoderFormatError, Transcoders, load_transcoders
 
@@ -108,7 +109,10 @@ class ReplacementModel:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         device = torch.device(device) if device is not None else default_device()
-        name = str(model_name_or_dir)
+        try:
+            name = resolve_model(str(model_name_or_dir))
+        except FileNotFoundError as err:
+            raise ModelLoadError(str(err)) from err
         _check_model_reference(name)
 
         def load_tc(d_model: int, n_layers: int) -> Transcoders:
@@ -137,7 +141,7 @@ class ReplacementModel:
                 f"could not load model {name!r}: {err}. Give a local Hugging Face model "
                 "directory (config.json + weights + tokenizer) or a hub id while online."
             ) from err
-        return cls(impl, impl.transcoders, model_name=name)
+        return cls(impl, impl.transcoders, model_name=str(model_name_or_dir))
 
     # -- facts ------------------------------------------------------------------------------
 

@@ -112,6 +112,9 @@ def parse_transcoder_ref(ref: str | Path | TranscoderRef) -> TranscoderRef:
     """Parse a reference string (see the module docstring for the accepted forms)."""
     if isinstance(ref, TranscoderRef):
         return ref
+    from ct_engine.presets import resolve_transcoders
+
+    ref = resolve_transcoders(ref)
     if isinstance(ref, Path):
         return TranscoderRef(local_path=ref.expanduser())
     if ref.startswith(HF_SCHEME):

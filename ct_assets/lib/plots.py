@@ -1,0 +1,81 @@
+"""Pictures for Dagster metadata and MLflow artifacts (matplotlib, Agg canvas, atomic writes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ct_assets.lib.lake import atomic_path
+
+MAX_EDGES_DRAWN = 400
+
+
+def plot_pruned_graph(graph, pruned, path: Path, *, title: str = "") -> Path:
+    """The pruned graph laid out by position (x) and layer (y): tokens at the bottom, target
+    logits on top, features (dots) and errors (squares) in between. Dot size follows
+    cumulative-influence rank; edges are blue (positive) or red (negative), width by weight."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    kept = pruned.node_mask.nonzero().squeeze(-1).tolist()
+    L = graph.n_layers
+    xy, kinds = {}, {}
+    for i in kept:
+        info = graph.node_info(i)
+        y = {"token": -1, "logit": L}.get(info.kind, info.layer)
+        jitter = 0.0
+        if info.kind == "feature":
+            jitter = ((info.feature * 2654435761) % 1000) / 1000 * 0.6 - 0.3
+        elif info.kind == "logit":
+            jitter = (i - graph.logit_slice.start) * 0.15
+        xy[i] = (info.pos + jitter, y)
+        kinds[i] = info.kind
+    weights = pruned.edge_mask.values_in(graph.adjacency_matrix)
+    order = torch.argsort(weights.abs(), descending=True)[:MAX_EDGES_DRAWN]
+    fig = Figure(figsize=(max(6, graph.n_pos * 0.9), 6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    top = float(weights.abs().max()) if len(weights) else 1.0
+    for e in order.tolist():
+        t, s = int(pruned.edge_mask.rows[e]), int(pruned.edge_mask.cols[e])
+        if t in xy and s in xy:
+            w = float(weights[e])
+            ax.plot(
+                [xy[s][0], xy[t][0]],
+                [xy[s][1], xy[t][1]],
+                color="tab:blue" if w > 0 else "tab:red",
+                linewidth=0.3 + 2.5 * abs(w) / top,
+                alpha=0.5,
+                zorder=1,
+            )
+    share = pruned.cumulative_scores
+    styles = {
+        "feature": ("o", "tab:green"),
+        "error": ("s", "tab:gray"),
+        "token": ("^", "tab:purple"),
+        "logit": ("D", "tab:orange"),
+    }
+    for kind, (marker, color) in styles.items():
+        nodes = [i for i in kept if kinds[i] == kind]
+        if nodes:
+            sizes = [20 + 120 * (1 - float(share[i])) for i in nodes]
+            ax.scatter(
+                [xy[i][0] for i in nodes],
+                [xy[i][1] for i in nodes],
+                s=sizes,
+                marker=marker,
+                color=color,
+                label=kind,
+                zorder=2,
+                edgecolors="black",
+                linewidths=0.3,
+            )
+    ax.set_yticks(range(-1, L + 1), ["tokens", *[f"layer {l}" for l in range(L)], "logits"])
+    ax.set_xlabel("position")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title[:80], fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path

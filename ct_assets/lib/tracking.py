@@ -1,0 +1,140 @@
+"""MLflow tracking: one MLflow run per asset partition, never blocking the lake.
+
+A thin resource around ``MlflowClient`` (``dagster-mlflow`` is a legacy beta resource that
+leaves runs open). Each call creates a finished run tagged with the Dagster run id, asset key,
+partition key and code version, and logs params, metrics and artifact files. Tracking runs
+after the lake is written; if MLflow is unreachable or slow the call gives up after
+``timeout_s`` and returns the error, which the asset reports in its metadata and in a failing
+check. Nothing hangs and nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from ct_assets.lib.config import load_config
+
+TRACKING_CHECK = "mlflow_logged"
+
+
+@dataclass(frozen=True)
+class TrackingOutcome:
+    """What happened to one MLflow log call."""
+
+    ok: bool
+    run_id: str | None = None
+    error: str | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        if self.ok:
+            return {"mlflow_run_id": self.run_id}
+        return {"mlflow_error": dg.MetadataValue.text(self.error or "unknown error")}
+
+    def check(self, asset_key) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            asset_key=asset_key,
+            check_name=TRACKING_CHECK,
+            passed=self.ok,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=self.metadata(),
+        )
+
+
+class MlflowTracker(dg.ConfigurableResource):
+    """Logs to MLflow. ``tracking_uri`` and ``experiment`` default to the lakehouse config."""
+
+    config_path: str | None = None
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    timeout_s: float | None = None
+
+    def _settings(self) -> tuple[str, str, float, Path]:
+        config = load_config(self.config_path)
+        uri = self.tracking_uri or config.tracking_uri
+        experiment = self.experiment or config.mlflow.experiment
+        timeout = self.timeout_s or config.mlflow.timeout_s
+        artifacts = config.path.parent / "dagster_home" / "mlartifacts"
+        return uri, experiment, timeout, artifacts
+
+    def log_partition(
+        self,
+        *,
+        asset: str,
+        partition: str | None,
+        dagster_run_id: str,
+        code_version: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        artifacts: list[Path] = (),
+    ) -> TrackingOutcome:
+        """Create one finished MLflow run; never raises and never waits past the timeout."""
+        uri, experiment, timeout, artifact_root = self._settings()
+        tags = {
+            "dagster.run_id": dagster_run_id,
+            "dagster.asset_key": asset,
+            "dagster.partition_key": partition or "",
+            "dagster.code_version": code_version,
+        }
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        future = pool.submit(
+            _log, uri, experiment, artifact_root, timeout, tags, params, metrics, artifacts
+        )
+        try:
+            return TrackingOutcome(ok=True, run_id=future.result(timeout=timeout))
+        except concurrent.futures.TimeoutError:
+            return TrackingOutcome(ok=False, error=f"MLflow at {uri} did not answer in {timeout}s")
+        except Exception as err:  # any tracking failure is reported, not raised
+            return TrackingOutcome(ok=False, error=f"MLflow at {uri}: {type(err).__name__}: {err}")
+        finally:
+            pool.shutdown(wait=False)
+
+
+def _log(uri, experiment, artifact_root, timeout, tags, params, metrics, artifacts) -> str:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout)))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    from mlflow.entities import Metric, Param
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        location = artifact_root.as_uri() if uri.startswith("sqlite") else None
+        try:
+            experiment_id = client.create_experiment(experiment, artifact_location=location)
+        except MlflowException:  # created meanwhile by a parallel step
+            experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    else:
+        experiment_id = found.experiment_id
+    run_name = tags["dagster.asset_key"] + (
+        f" {tags['dagster.partition_key']}" if tags["dagster.partition_key"] else ""
+    )
+    run = client.create_run(experiment_id, tags=tags, run_name=run_name)
+    run_id = run.info.run_id
+    now_ms = int(time.time() * 1000)
+    try:
+        client.log_batch(
+            run_id,
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            metrics=[
+                Metric(k, float(v), now_ms, 0)
+                for k, v in metrics.items()
+                if v is not None and math.isfinite(float(v))
+            ],
+        )
+        for path in artifacts:
+            client.log_artifact(run_id, str(path))
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id

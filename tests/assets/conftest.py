@@ -1,0 +1,77 @@
+"""A lakehouse on a tiny model: config, lake and MLflow store in a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ct_engine.tiny import FAMILY_HOOKS, TinyModelSpec, build_random_transcoders, build_tiny_model
+
+PROMPTS = [
+    "the capital of Texas is Austin and the",
+    "Mira lives in Paris which is the capital of",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_lakehouse_files(tmp_path_factory) -> Path:
+    """A model and transcoders built once per session."""
+    root = tmp_path_factory.mktemp("lakehouse-model")
+    spec = TinyModelSpec(family="llama", n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64)
+    build_tiny_model(root / "model", spec)
+    hooks = FAMILY_HOOKS["llama"]
+    build_random_transcoders(
+        root / "plt",
+        n_layers=2,
+        d_model=32,
+        d_transcoder=128,
+        kind="plt",
+        activation="jump_relu",
+        feature_input_hook=hooks[0],
+        feature_output_hook=hooks[1],
+        threshold_scale=1.5,
+        model_name=str(root / "model"),
+    )
+    return root
+
+
+def write_config(folder: Path, files: Path, **overrides) -> Path:
+    config = {
+        "lake": "lake",
+        "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment": "test", "timeout_s": 20},
+        "models": [
+            {
+                "name": "tiny",
+                "model": str(files / "model"),
+                "transcoders": str(files / "plt"),
+                "batch_size": 32,
+                "eval_tokens": 64,
+            }
+        ],
+        "prompt_sets": {"demo": PROMPTS},
+        "attribution": {"max_n_logits": 5, "desired_logit_prob": 0.9, "max_feature_nodes": 200},
+        "interventions": {"top_features": 3, "top_targets": 2},
+    }
+    config.update(overrides)
+    path = folder / "ct_lakehouse.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def lakehouse(tmp_path, tiny_lakehouse_files, monkeypatch):
+    """``(config, instance)`` for a fresh lakehouse; ``CT_CONFIG`` points at it."""
+    import dagster as dg
+
+    from ct_assets.lib.config import load_config
+    from ct_assets.lib.resources import clear_model_cache
+
+    path = write_config(tmp_path, tiny_lakehouse_files)
+    monkeypatch.setenv("CT_CONFIG", str(path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    clear_model_cache()
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        yield load_config(path), instance
