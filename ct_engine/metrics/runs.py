@@ -19,15 +19,13 @@ Runs (all under ``torch.no_grad``), with ``L`` layers and ``D = d_model``:
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ct_engine.metrics.layerwise import LayerwiseDecoder, output_biases
-from ct_engine.replacement.hooks import block_hook
+from ct_engine.replacement.edits import ForwardEdits
 
 
 @dataclass
@@ -78,48 +76,30 @@ class CleanActivations:
 
 
 class ForwardRunner:
-    """Runs a replacement model's bridge with the hooks each metric needs."""
+    """Runs a replacement model with the edits each metric needs (through the backend's
+    :meth:`edited_run`, so every backend supports the metrics)."""
 
     def __init__(self, model):
         self.model = model
-        self.bridge = model.impl.bridge
         self.transcoders = model.transcoders
-        L = model.n_layers
-        self.n_layers = L
-        self.input_hooks = [block_hook(i, self.transcoders.feature_input_hook) for i in range(L)]
-        self.output_hooks = [block_hook(i, self.transcoders.feature_output_hook) for i in range(L)]
+        self.n_layers = model.n_layers
         self._biases: torch.Tensor | None = None
 
-    def _forward(self, tokens: torch.Tensor, hooks: list) -> torch.Tensor:
-        with _quiet(), torch.no_grad(), self.bridge.hooks(fwd_hooks=hooks):
-            return self.bridge(tokens, return_type="logits", prepend_bos=False)
+    def _forward(self, tokens: torch.Tensor, edits: ForwardEdits) -> torch.Tensor:
+        return self.model.impl.edited_run(tokens, edits)
 
     def clean(self, tokens: torch.Tensor) -> CleanActivations:
         """The unmodified model on ``tokens (B, T)``."""
-        L = self.n_layers
-        inputs: list = [None] * L
-        outputs: list = [None] * L
-        hooks = [(self.input_hooks[i], _store(inputs, i)) for i in range(L)]
-        hooks += [(self.output_hooks[i], _store(outputs, i)) for i in range(L)]
-        logits = self._forward(tokens, hooks)
-        return CleanActivations(logits, torch.stack(inputs), torch.stack(outputs))
+        record = _Record(self.n_layers)
+        logits = self._forward(tokens, record)
+        return CleanActivations(logits, torch.stack(record.inputs), torch.stack(record.outputs))
 
     def patched(
         self, tokens: torch.Tensor, outputs: dict[int, torch.Tensor | None]
     ) -> torch.Tensor:
         """Logits ``(B, T, V)`` with the MLP output of each layer in ``outputs`` set, at
         positions ``≥ 1``, to the given ``(B, T, D)`` tensor (``None``: zero-ablated)."""
-
-        def hook_fn(t, hook, output=None):
-            t = t.clone()
-            t[:, 1:] = 0 if output is None else output[:, 1:].to(t.dtype)
-            return t
-
-        hooks = [
-            (self.output_hooks[layer], _bind(hook_fn, output=output))
-            for layer, output in outputs.items()
-        ]
-        return self._forward(tokens, hooks)
+        return self._forward(tokens, _SetOutputs(outputs))
 
     def replaced(
         self, tokens: torch.Tensor, return_inputs: bool = False
@@ -131,43 +111,47 @@ class ForwardRunner:
         """
         if self._biases is None:
             self._biases = output_biases(self.transcoders)
-        decoder = LayerwiseDecoder(self.transcoders, self._biases)
-        inputs: list = [None] * self.n_layers
-
-        def read_input(t, hook, layer=None):
-            inputs[layer] = t.detach()
-            decoder.encode_and_add(layer, t)
-
-        def write_output(t, hook, layer=None):
-            t = t.clone()
-            t[:, 1:] = decoder.output(layer, inputs[layer])[:, 1:].to(t.dtype)
-            return t
-
-        hooks = []
-        for i in range(self.n_layers):
-            hooks.append((self.input_hooks[i], _bind(read_input, layer=i)))
-            hooks.append((self.output_hooks[i], _bind(write_output, layer=i)))
-        logits = self._forward(tokens, hooks)
-        return (logits, torch.stack(inputs)) if return_inputs else logits
+        edits = _Replace(LayerwiseDecoder(self.transcoders, self._biases), self.n_layers)
+        logits = self._forward(tokens, edits)
+        return (logits, torch.stack(edits.inputs)) if return_inputs else logits
 
 
-def _bind(fn, **kwargs):
-    def hook_fn(t, hook):
-        return fn(t, hook, **kwargs)
+class _Record(ForwardEdits):
+    def __init__(self, n_layers: int):
+        self.inputs: list = [None] * n_layers
+        self.outputs: list = [None] * n_layers
 
-    return hook_fn
+    def feature_input(self, layer: int, x: torch.Tensor) -> None:
+        self.inputs[layer] = x.detach()
+
+    def feature_output(self, layer: int, y: torch.Tensor) -> torch.Tensor:
+        self.outputs[layer] = y.detach()
+        return y
 
 
-def _store(buffer: list, index: int):
-    def hook_fn(t, hook):
-        buffer[index] = t.detach()
+class _SetOutputs(ForwardEdits):
+    def __init__(self, outputs: dict[int, torch.Tensor | None]):
+        self.outputs = outputs
 
-    return hook_fn
+    def feature_output(self, layer: int, y: torch.Tensor) -> torch.Tensor:
+        if layer not in self.outputs:
+            return y
+        output = self.outputs[layer]
+        y = y.clone()
+        y[:, 1:] = 0 if output is None else output[:, 1:].to(y.dtype)
+        return y
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*hook_scale/hook_normalized.*")
-        warnings.filterwarnings("ignore", message=".*center_unembed.*")
-        yield
+class _Replace(ForwardEdits):
+    def __init__(self, decoder: LayerwiseDecoder, n_layers: int):
+        self.decoder = decoder
+        self.inputs: list = [None] * n_layers
+
+    def feature_input(self, layer: int, x: torch.Tensor) -> None:
+        self.inputs[layer] = x.detach()
+        self.decoder.encode_and_add(layer, x)
+
+    def feature_output(self, layer: int, y: torch.Tensor) -> torch.Tensor:
+        y = y.clone()
+        y[:, 1:] = self.decoder.output(layer, self.inputs[layer])[:, 1:].to(y.dtype)
+        return y
