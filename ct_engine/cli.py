@@ -2,8 +2,8 @@
 
 Subcommands:
 
-* ``ct demo``: the main job on the embedded default model: build a small model and its
-  transcoders (once), compute an attribution graph, print its summary, save it.
+* ``ct demo``: attribute a two-hop prompt on the embedded toy-world model and its trained
+  transcoders (offline), print the graph's summary, save it.
 * ``ct attribute``: attribute a prompt on any model and transcoder set (circuit-tracer's
   flag names and defaults).
 * ``ct eval-transcoders``: reconstruction, sparsity and fidelity metrics of a transcoder set
@@ -22,7 +22,8 @@ from pathlib import Path
 
 from ct_engine.replacement.model import BACKENDS, DTYPE_NAMES
 
-DEMO_PROMPT = "the capital of the country where Mira lives is"
+# A two-hop question about the embedded toy world: Mosho lives in Soubathia, capital Ludus.
+DEMO_PROMPT = "The capital of the country where Mosho lives is"
 
 
 def _add_attribution_flags(p: argparse.ArgumentParser, *, batch_size: int) -> None:
@@ -59,9 +60,11 @@ def build_parser(extensions: Sequence = ()) -> argparse.ArgumentParser:
         help="attribute a prompt on the embedded default model and print a summary",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    demo.add_argument("--workdir", default=".ct-cache/demo", help="where the model is built")
+    demo.add_argument("--workdir", default=".ct-cache/demo", help="where the graph is saved")
     demo.add_argument("-p", "--prompt", default=DEMO_PROMPT)
-    demo.add_argument("--transcoders", choices=["plt", "clt"], default="plt")
+    demo.add_argument(
+        "--transcoders", choices=["plt", "clt"], default="plt", help="toy-world-plt or -clt"
+    )
     _add_attribution_flags(demo, batch_size=256)
 
     attr = sub.add_parser(
@@ -125,36 +128,6 @@ def _metrics_cli():
     from ct_engine.metrics import cli
 
     return cli
-
-
-def _demo_dirs(workdir: Path, transcoders: str) -> tuple[Path, Path]:
-    from ct_engine.tiny import (
-        FAMILY_HOOKS,
-        TinyModelSpec,
-        build_random_transcoders,
-        build_tiny_model,
-    )
-
-    spec = TinyModelSpec(family="llama", n_layers=4, d_model=64, n_heads=4, n_kv_heads=2, d_mlp=256)
-    model_dir = workdir / "model"
-    if not (model_dir / "config.json").exists():
-        build_tiny_model(model_dir, spec)
-    tc_dir = workdir / f"transcoders-{transcoders}"
-    if not (tc_dir / "config.yaml").exists():
-        hooks = FAMILY_HOOKS[spec.family]
-        build_random_transcoders(
-            tc_dir,
-            n_layers=spec.n_layers,
-            d_model=spec.d_model,
-            d_transcoder=512,
-            kind=transcoders,
-            activation="jump_relu",
-            feature_input_hook=hooks[0],
-            feature_output_hook=hooks[1],
-            threshold_scale=2.0,
-            model_name=str(model_dir),
-        )
-    return model_dir, tc_dir
 
 
 def _load_model(model_name: str, transcoders: str, dtype: str = "float32", **load):
@@ -311,8 +284,9 @@ def main(argv: list[str] | None = None, extensions: Sequence = ()) -> int:
     try:
         if args.command == "demo":
             workdir = Path(args.workdir)
-            model_dir, tc_dir = _demo_dirs(workdir, args.transcoders)
-            graph, _ = _run_attribution(args, lambda: _load_model(str(model_dir), str(tc_dir)))
+            transcoders = f"toy-world-{args.transcoders}"
+            graph, _ = _run_attribution(args, lambda: _load_model("toy-world", transcoders))
+            workdir.mkdir(parents=True, exist_ok=True)
             out = workdir / "graph.safetensors"
             graph.save(out)
             print(f"graph saved to {out}")

@@ -1,4 +1,4 @@
-"""The README's main command: ``ct demo`` builds the default model, attributes, summarizes."""
+"""``ct demo`` (the embedded toy world) and ``ct attribute`` from the command line."""
 
 from __future__ import annotations
 
@@ -19,13 +19,16 @@ def test_demo_prints_summary_and_saves_graph(tmp_path, capsys):
     assert graph.n_features > 0 and graph.input_string.startswith("<bos>")
     # The salient-logit rule: the targets cover 95% of the probability, or hit the cap of 10.
     assert graph.logit_probabilities.sum() >= 0.95 or graph.n_logits == 10
+    # The toy world's answer: Mosho lives in Soubathia, whose capital is Ludus.
+    assert graph.logit_targets[0].token_str == "Ludus" and "'Ludus' p=" in out
+
+
+MODEL_ARGS = ["-t", "toy-world-plt", "-m", "toy-world"]
+PROMPT = ["-p", "The capital of the country where Mosho lives is"]
 
 
 def test_attribute_cli_reports_bad_input(tmp_path, capsys):
-    workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--max_feature_nodes", "50"]) == 0
-    capsys.readouterr()
-    model_args = ["-t", str(workdir / "transcoders-plt"), "-m", str(workdir / "model")]
+    model_args = MODEL_ARGS
     out = ["-o", str(tmp_path / "g.pt")]
     assert main(["attribute", "-p", "   ", *model_args, *out]) == 2
     assert "the prompt is empty" in capsys.readouterr().err
@@ -37,26 +40,22 @@ def test_attribute_cli_reports_bad_input(tmp_path, capsys):
 
 
 def test_attribute_cli_targets_and_graph_files(tmp_path, capsys):
-    workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--max_feature_nodes", "50"]) == 0
-    capsys.readouterr()
-    model_args = ["-t", str(workdir / "transcoders-plt"), "-m", str(workdir / "model")]
-    prompt = ["-p", "the capital of the country where Mira lives is"]
-    files = ["--slug", "mira", "--graph_file_dir", str(tmp_path / "files")]
-    common = [*model_args, *prompt, "--max_feature_nodes", "40", "--batch_size", "32"]
-    assert main(["attribute", *common, "--target", "Paris", "--target", "Rome", *files]) == 0
+    files = ["--slug", "mosho", "--graph_file_dir", str(tmp_path / "files")]
+    common = [*MODEL_ARGS, *PROMPT, "--max_feature_nodes", "40", "--batch_size", "32"]
+    # Ludus is the right answer; Shaivir is another country's capital.
+    assert main(["attribute", *common, "--target", "Ludus", "--target", "Shaivir", *files]) == 0
     out = capsys.readouterr().out
-    assert "'Paris'" in out and "'Rome'" in out
-    document = json.loads((tmp_path / "files" / "mira.json").read_text())
+    assert "'Ludus'" in out and "'Shaivir'" in out
+    document = json.loads((tmp_path / "files" / "mosho.json").read_text())
     logits = [n for n in document["nodes"] if n["feature_type"] == "logit"]
-    assert [n["clerp"].split('"')[1] for n in logits] == ["Paris", "Rome"]
+    assert [n["clerp"].split('"')[1] for n in logits] == ["Ludus", "Shaivir"]
 
     pt = tmp_path / "diff.pt"
-    diff = ["--target-diff", "Paris", "Rome", "-o", str(pt), "--server", *files]
+    diff = ["--target-diff", "Ludus", "Shaivir", "-o", str(pt), "--server", *files]
     assert main(["attribute", *common, *diff]) == 0
     captured = capsys.readouterr()
-    assert "'Paris - Rome'" in captured.out
+    assert "'Ludus - Shaivir'" in captured.out
     assert "viewer is not part of ct-lakehouse yet" in captured.err
     graph = Graph.from_pt(pt)
-    assert graph.logit_targets[0].token_str == "Paris - Rome"
+    assert graph.logit_targets[0].token_str == "Ludus - Shaivir"
     assert graph.logit_targets[0].vocab_idx >= graph.cfg.d_vocab

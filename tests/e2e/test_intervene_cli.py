@@ -7,17 +7,13 @@ import torch
 from ct_engine.cli import main
 from ct_engine.replacement import ReplacementModel
 
-PROMPT = "the capital of the country where Mira lives is"
+PROMPT = "The capital of the country where Mosho lives is"
+MODEL_ARGS = ["-t", "toy-world-plt", "-m", "toy-world"]
 
 
 def test_intervene_prints_logit_changes_and_continuations(tmp_path, capsys):
-    workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--max_feature_nodes", "20"]) == 0
-    capsys.readouterr()
-    model_args = ["-t", str(workdir / "transcoders-plt"), "-m", str(workdir / "model")]
-    model = ReplacementModel.from_pretrained(
-        workdir / "model", workdir / "transcoders-plt", device="cpu"
-    )
+    model_args = MODEL_ARGS
+    model = ReplacementModel.from_pretrained("toy-world", "toy-world-plt", device="cpu")
     clean_logits, acts = model.get_activations(PROMPT)
     layer = model.n_layers - 1
     feat = int(acts[layer, -1].argmax())
@@ -42,10 +38,7 @@ def test_intervene_prints_logit_changes_and_continuations(tmp_path, capsys):
 
 
 def test_intervene_rejects_bad_items(tmp_path, capsys):
-    workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--max_feature_nodes", "20"]) == 0
-    capsys.readouterr()
-    model_args = ["-t", str(workdir / "transcoders-plt"), "-m", str(workdir / "model")]
+    model_args = MODEL_ARGS
     assert main(["intervene", "-p", PROMPT, *model_args, "2,5=1"]) == 2
     assert "expected layer,pos,feature=value" in capsys.readouterr().err
     assert main(["intervene", "-p", PROMPT, *model_args, "9,1,0=1"]) == 2
