@@ -32,7 +32,9 @@ class PartitionOutcome:
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: list[Path] = field(default_factory=list)
-    checks: dict[str, tuple[bool, dict[str, Any]]] = field(default_factory=dict)
+    # check name -> (passed, metadata) or (passed, metadata, severity): the severity a failure
+    # gets (default ERROR; with several partitions the worst failing one wins)
+    checks: dict[str, tuple] = field(default_factory=dict)
     tracking: TrackingOutcome | None = None
 
 
@@ -52,7 +54,9 @@ def finish(
     """Log every outcome to MLflow and build the asset's ``MaterializeResult``.
 
     Checks (``check_names`` plus the tracking check) pass only if they pass for every
-    partition of the run; their metadata names the failing partitions.
+    partition of the run; their metadata names the failing partitions. A failing check has
+    the worst severity its failing partitions ask for (``PartitionOutcome.checks`` entries
+    of three items), ERROR for entries of two, WARN for the tracking check.
     """
     asset = context.asset_key.to_user_string()
     for outcome in outcomes:
@@ -85,17 +89,35 @@ def finish(
                 if name == TRACKING_CHECK
                 else outcomes[0].checks[name][1]
             )
+        severity = (
+            dg.AssetCheckSeverity.WARN
+            if name == TRACKING_CHECK
+            else _worst([_severity(o.checks[name]) for o in outcomes if o.key in failing])
+        )
+        if name != TRACKING_CHECK and len(outcomes) > 1:
+            explicit = {
+                o.key: _severity(o.checks[name]).value
+                for o in outcomes
+                if o.key in failing and len(o.checks[name]) > 2
+            }
+            if explicit:
+                details["severities"] = dg.MetadataValue.json(explicit)
         checks.append(
             dg.AssetCheckResult(
-                check_name=name,
-                passed=not failing,
-                severity=dg.AssetCheckSeverity.WARN
-                if name == TRACKING_CHECK
-                else dg.AssetCheckSeverity.ERROR,
-                metadata=details,
+                check_name=name, passed=not failing, severity=severity, metadata=details
             )
         )
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _severity(check: tuple) -> dg.AssetCheckSeverity:
+    return check[2] if len(check) > 2 and check[2] is not None else dg.AssetCheckSeverity.ERROR
+
+
+def _worst(severities: list[dg.AssetCheckSeverity]) -> dg.AssetCheckSeverity:
+    if not severities or dg.AssetCheckSeverity.ERROR in severities:
+        return dg.AssetCheckSeverity.ERROR
+    return dg.AssetCheckSeverity.WARN
 
 
 def _summary_table(outcomes: list[PartitionOutcome]) -> dg.MetadataValue:

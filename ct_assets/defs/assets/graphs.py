@@ -212,11 +212,44 @@ def pruned_graph(
     return finish(context, tracker, outcomes)
 
 
+GOLDEN_CHECK = "golden_drift"
+_GOLDEN_SEVERITY = {"warn": dg.AssetCheckSeverity.WARN, "error": dg.AssetCheckSeverity.ERROR}
+
+
+def _golden_drift(p) -> tuple:
+    """The ``golden_drift`` check of one partition: ``(passed, metadata, severity)``.
+
+    Compares the partition's graph (as the lake now holds it) with its baseline in
+    ``ct_assets/golden/baselines/``; thresholds in :mod:`ct_assets.lib.golden`. Passes, with a
+    note, for partitions outside the golden set or without a baseline. A golden set or
+    baseline that cannot be read fails the check (ERROR) rather than the asset.
+    """
+    from ct_assets.lib.golden import golden_check
+
+    try:
+        severity, details = golden_check(p.config, p.lake, p.key)
+    except (ValueError, OSError, KeyError) as err:
+        severity, details = "error", {"error": f"{type(err).__name__}: {err}"}
+    metadata = {
+        k: dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v
+        for k, v in details.items()
+    }
+    return severity == "pass", metadata, _GOLDEN_SEVERITY.get(severity)
+
+
 @dg.asset(
     **_COMMON,
     kinds={"pytorch", "parquet"},
     deps=["pruned_graph"],
-    check_specs=[tracking_check_spec("graph_scores")],
+    check_specs=[
+        tracking_check_spec("graph_scores"),
+        dg.AssetCheckSpec(
+            GOLDEN_CHECK,
+            asset="graph_scores",
+            description="the graph agrees with its golden baseline (ct_assets/golden/): "
+            "WARN on small drift, ERROR on large; passes outside the golden set",
+        ),
+    ],
 )
 def graph_scores(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tracker: MlflowTracker
@@ -255,5 +288,12 @@ def graph_scores(
         p.lake.write_table("score_history", [row], **keys, run=context.run_id)
         p.lake.write_table("scores", [row], **keys)
         scores = {k: v for k, v in row.items() if k.endswith(("_score", "_share"))}
-        outcomes.append(PartitionOutcome(key=p.key, metadata=dict(scores), metrics=dict(scores)))
-    return finish(context, tracker, outcomes)
+        outcomes.append(
+            PartitionOutcome(
+                key=p.key,
+                metadata=dict(scores),
+                metrics=dict(scores),
+                checks={GOLDEN_CHECK: _golden_drift(p)},
+            )
+        )
+    return finish(context, tracker, outcomes, check_names=(GOLDEN_CHECK,))
