@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/ct demo --verbose
+	$(BIN)/ct materialize
 
 lint: setup
 	$(BIN)/ruff format --check .
