@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import torch
@@ -11,7 +12,9 @@ from ct_assets.lib.lake import atomic_path
 MAX_EDGES_DRAWN = 400
 
 
-def plot_pruned_graph(graph, pruned, path: Path, *, title: str = "") -> Path:
+def plot_pruned_graph(
+    graph, pruned, path: Path, *, title: str = "", tokens: list[str] | None = None
+) -> Path:
     """The pruned graph laid out by position (x) and layer (y): tokens at the bottom, target
     logits on top, features (dots) and errors (squares) in between. Dot size follows
     cumulative-influence rank; edges are blue (positive) or red (negative), width by weight."""
@@ -72,10 +75,19 @@ def plot_pruned_graph(graph, pruned, path: Path, *, title: str = "") -> Path:
                 linewidths=0.3,
             )
     ax.set_yticks(range(-1, L + 1), ["tokens", *[f"layer {l}" for l in range(L)], "logits"])
-    ax.set_xlabel("position")
+    if tokens is not None:
+        ax.set_xticks(range(len(tokens)), tokens, rotation=45, ha="right", fontsize=8)
+    else:
+        ax.set_xlabel("position")
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title[:80], fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return path
+
+
+def markdown_image(path: Path, alt: str) -> str:
+    """The PNG at ``path`` inline as markdown (Dagster shows it in the asset's metadata)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f"![{alt}](data:image/png;base64,{data})"

@@ -10,7 +10,7 @@ import torch
 from ct_assets.defs.partitions import model_prompt_partitions, per_model
 from ct_assets.lib import records
 from ct_assets.lib.context import load_model, partition_inputs
-from ct_assets.lib.plots import plot_pruned_graph
+from ct_assets.lib.plots import markdown_image, plot_pruned_graph
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import CODE_VERSION, PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
@@ -190,7 +190,8 @@ def pruned_graph(
             **keys,
         )
         picture = p.lake.file_path("plots", "pruned_graph.png", **keys)
-        plot_pruned_graph(graph, result, picture, title=p.prompt)
+        tokens = p.lake.read_table("graphs", **keys).column("tokens")[0].as_py()
+        plot_pruned_graph(graph, result, picture, title=p.prompt, tokens=tokens)
         kept_features = int(result.node_mask[: graph.n_features].sum())
         outcomes.append(
             PartitionOutcome(
@@ -200,6 +201,7 @@ def pruned_graph(
                     "kept_nodes": int(result.node_mask.sum()),
                     "kept_edges": len(result.edge_mask),
                     "picture": dg.MetadataValue.path(str(picture)),
+                    "pruned graph": dg.MetadataValue.md(markdown_image(picture, "pruned graph")),
                 },
                 params={
                     "node_threshold": settings.node_threshold,

@@ -8,6 +8,7 @@ import dagster as dg
 from ct_assets.defs.partitions import models_partitions
 from ct_assets.lib.context import TRANSCODER_DIR, cached_transcoders, load_model
 from ct_assets.lib.lake import Lake
+from ct_assets.lib.plots import markdown_image
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
@@ -132,6 +133,7 @@ def transcoder_quality(
                     "mean_l0": means.get("mean_l0"),
                     "n_tokens": metrics.n_tokens,
                     "plot": dg.MetadataValue.path(str(picture)),
+                    "per-layer metrics": dg.MetadataValue.md(markdown_image(picture, "metrics")),
                 },
                 params={
                     "transcoders": cached_transcoders(lake, model_key) or entry.transcoders,
