@@ -48,7 +48,8 @@ class TinyModelSpec:
 def build_tokenizer(directory: Path, extra_vocab: int = 0) -> int:
     """Write a word-level tokenizer (BOS/EOS/PAD/UNK specials) to ``directory``; return its size."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+
+    from ct_engine.toyworld.tokenizer import save_tokenizer
 
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
     words = list(dict.fromkeys(_WORDS))
@@ -59,15 +60,7 @@ def build_tokenizer(directory: Path, extra_vocab: int = 0) -> int:
     from tokenizers import decoders
 
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        model_input_names=["input_ids", "attention_mask"],
-    )
-    fast.save_pretrained(directory)
+    save_tokenizer(tok, directory)
     return len(vocab)
 
 

@@ -33,7 +33,7 @@ import torch
 
 from ct_engine.interventions.spec import Intervention, LayerInterventions, resolve_interventions
 from ct_engine.replacement.backend import FreezeState
-from ct_engine.replacement.edits import ForwardEdits, Patch, Pins
+from ct_engine.replacement.edits import Patch, Pins, Recorder
 
 
 class InterventionPatch(Patch):
@@ -100,16 +100,6 @@ class InterventionPatch(Patch):
         return current
 
 
-class _InputRecorder(ForwardEdits):
-    """Records the transcoder inputs ``(B, T, D)`` of every layer."""
-
-    def __init__(self, n_layers: int):
-        self.inputs: list[torch.Tensor | None] = [None] * n_layers
-
-    def feature_input(self, layer: int, x: torch.Tensor) -> None:
-        self.inputs[layer] = x
-
-
 def encode_activations(
     model,
     feature_inputs: Sequence[torch.Tensor],
@@ -173,7 +163,7 @@ def get_activations(
         circuit-tracer issue #67).
     """
     tokens = tokens_of(model, inputs, allow_batch=True)
-    recorder = _InputRecorder(model.n_layers)
+    recorder = Recorder(model.n_layers)
     logits = model.impl.edited_run(tokens, recorder)
     batched = _is_batch(inputs)
     inputs_per_layer = recorder.inputs if batched else [x[0] for x in recorder.inputs]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from ct_engine.metrics.layerwise import LayerwiseDecoder, output_biases
-from ct_engine.replacement.edits import ForwardEdits
+from ct_engine.replacement.edits import ForwardEdits, Recorder
 
 
 @dataclass
@@ -90,7 +90,7 @@ class ForwardRunner:
 
     def clean(self, tokens: torch.Tensor) -> CleanActivations:
         """The unmodified model on ``tokens (B, T)``."""
-        record = _Record(self.n_layers)
+        record = Recorder(self.n_layers)
         logits = self._forward(tokens, record)
         return CleanActivations(logits, torch.stack(record.inputs), torch.stack(record.outputs))
 
@@ -114,19 +114,6 @@ class ForwardRunner:
         edits = _Replace(LayerwiseDecoder(self.transcoders, self._biases), self.n_layers)
         logits = self._forward(tokens, edits)
         return (logits, torch.stack(edits.inputs)) if return_inputs else logits
-
-
-class _Record(ForwardEdits):
-    def __init__(self, n_layers: int):
-        self.inputs: list = [None] * n_layers
-        self.outputs: list = [None] * n_layers
-
-    def feature_input(self, layer: int, x: torch.Tensor) -> None:
-        self.inputs[layer] = x.detach()
-
-    def feature_output(self, layer: int, y: torch.Tensor) -> torch.Tensor:
-        self.outputs[layer] = y.detach()
-        return y
 
 
 class _SetOutputs(ForwardEdits):

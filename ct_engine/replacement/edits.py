@@ -42,6 +42,21 @@ class ForwardEdits:
         """``t (B, T, D)``: the final-norm output, just before the unembedding (read only)."""
 
 
+class Recorder(ForwardEdits):
+    """Records every layer's transcoder input and MLP output, ``(B, T, D)`` each (detached)."""
+
+    def __init__(self, n_layers: int):
+        self.inputs: list[torch.Tensor | None] = [None] * n_layers
+        self.outputs: list[torch.Tensor | None] = [None] * n_layers
+
+    def feature_input(self, layer: int, x: torch.Tensor) -> None:
+        self.inputs[layer] = x.detach()
+
+    def feature_output(self, layer: int, y: torch.Tensor) -> torch.Tensor:
+        self.outputs[layer] = y.detach()
+        return y
+
+
 @dataclass
 class Pins:
     """Which clean values a forward pins: attention patterns and/or every norm scale.

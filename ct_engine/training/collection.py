@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ct_engine.replacement.edits import ForwardEdits
+from ct_engine.replacement.edits import Recorder
 
 
 @dataclass
@@ -80,25 +80,10 @@ def _batches(sequences: list, batch_tokens: int) -> Iterator[list[int]]:
         yield batch
 
 
-class _Recorder(ForwardEdits):
-    """Keeps every layer's transcoder input and MLP output, ``(B, T, D)`` each."""
-
-    def __init__(self, n_layers: int):
-        self.inputs: list = [None] * n_layers
-        self.outputs: list = [None] * n_layers
-
-    def feature_input(self, layer: int, x: torch.Tensor) -> None:
-        self.inputs[layer] = x.detach()
-
-    def feature_output(self, layer: int, y: torch.Tensor) -> torch.Tensor:
-        self.outputs[layer] = y.detach()
-        return y
-
-
 def _batch_activations(model, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Activations ``(B, L, T, D)`` at the input and output hooks for right-padded ``(B, T)``
     (one forward through the backend's ``edited_run``)."""
-    recorder = _Recorder(model.n_layers)
+    recorder = Recorder(model.n_layers)
     model.impl.edited_run(tokens, recorder)
     return torch.stack(recorder.inputs, dim=1), torch.stack(recorder.outputs, dim=1)
 
