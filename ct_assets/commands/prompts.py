@@ -33,17 +33,17 @@ def run(args) -> int:
             print(f"partitions: {', '.join(registered.partition_keys)}")
             print("materialize them in the Dagster UI, or: ct materialize --model MODEL")
         else:
-            import duckdb
+            from ct_assets.lib.catalog import connect
 
-            from ct_assets.lib.lake import Lake
-
-            glob = Lake(config.lake).table_glob("prompts")
-            rows = duckdb.sql(
-                f"SELECT prompt, text FROM read_parquet('{glob}', hive_partitioning=true) "
-                "ORDER BY registered_at"
-            ).fetchall()
+            rows = (
+                connect(config.lake)
+                .sql("SELECT prompt, text FROM prompts ORDER BY registered_at")
+                .fetchall()
+            )
             for key, text in rows:
                 print(f"{key}  {text!r}")
+            if not rows:
+                print("no prompts registered yet: ct prompts add TEXT --model MODEL")
     except ValueError as err:
         print(f"ct prompts: error: {err}", file=sys.stderr)
         return 2

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from ct_assets.lib.config import LakehouseConfig, ModelEntry
 from ct_assets.lib.keys import split_partition_key
 from ct_assets.lib.lake import Lake
 from ct_assets.lib.resources import EngineResource, LakehouseResource
+from ct_engine.graph import Graph
 
 TRANSCODER_DIR = "transcoders"
 
@@ -56,3 +59,21 @@ def cached_transcoders(lake: Lake, model_key: str) -> str | None:
 
 def load_model(engine: EngineResource, lake: Lake, entry: ModelEntry):
     return engine.model(entry, transcoders=cached_transcoders(lake, entry.name))
+
+
+# Graphs read in this process, keyed by file identity: the assets downstream of
+# attribution_graph all read the same file, and a range run executes them in one process.
+_GRAPHS: OrderedDict[tuple, Graph] = OrderedDict()
+_GRAPH_CACHE_SIZE = 8
+
+
+def load_graph(path: Path) -> Graph:
+    """``Graph.load(path)``, cached while the file is unchanged (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _GRAPHS:
+        _GRAPHS[key] = Graph.load(path)
+        while len(_GRAPHS) > _GRAPH_CACHE_SIZE:
+            _GRAPHS.popitem(last=False)
+    _GRAPHS.move_to_end(key)
+    return _GRAPHS[key]

@@ -13,11 +13,18 @@ MAX_EDGES_DRAWN = 400
 
 
 def plot_pruned_graph(
-    graph, pruned, path: Path, *, title: str = "", tokens: list[str] | None = None
+    graph,
+    pruned,
+    path: Path,
+    weights: torch.Tensor,
+    *,
+    title: str = "",
+    tokens: list[str] | None = None,
 ) -> Path:
     """The pruned graph laid out by position (x) and layer (y): tokens at the bottom, target
     logits on top, features (dots) and errors (squares) in between. Dot size follows
-    cumulative-influence rank; edges are blue (positive) or red (negative), width by weight."""
+    cumulative-influence rank; edges are blue (positive) or red (negative), width by weight.
+    ``weights``: the kept edges' weights, in ``pruned.edge_mask`` order."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -34,7 +41,6 @@ def plot_pruned_graph(
             jitter = (i - graph.logit_slice.start) * 0.15
         xy[i] = (info.pos + jitter, y)
         kinds[i] = info.kind
-    weights = pruned.edge_mask.values_in(graph.adjacency_matrix)
     order = torch.argsort(weights.abs(), descending=True)[:MAX_EDGES_DRAWN]
     fig = Figure(figsize=(max(6, graph.n_pos * 0.9), 6))
     FigureCanvasAgg(fig)

@@ -78,3 +78,13 @@ def test_the_repo_config_loads():
     config = load_config()
     assert config.models[0].name == "toy-world"
     assert config.prompt_sets["demo"]
+
+
+def test_listing_prompts_of_an_empty_lake(tmp_path, capsys, monkeypatch):
+    from ct_assets.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  - {name: a, model: m, transcoders: t}\nlake: data\n")
+    assert main(["prompts", "list", "--config", str(path)]) == 0
+    assert "no prompts registered yet" in capsys.readouterr().out

@@ -6,11 +6,10 @@ import dagster as dg
 
 from ct_assets.defs.assets.graphs import graph_path
 from ct_assets.defs.partitions import model_prompt_partitions
-from ct_assets.lib.context import partition_inputs
+from ct_assets.lib.context import load_graph, partition_inputs
 from ct_assets.lib.resources import LakehouseResource
 from ct_assets.lib.steps import PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
-from ct_engine.graph import Graph
 
 GRAPH_FILES = "graph_files"
 
@@ -42,7 +41,7 @@ def graph_files(
     outcomes = []
     for key in context.partition_keys:
         p = partition_inputs(lakehouse, key)
-        graph = Graph.load(graph_path(p.lake, p.model_key, p.prompt_key))
+        graph = load_graph(graph_path(p.lake, p.model_key, p.prompt_key))
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(p.entry.model))
         out_dir = p.lake.root / "files" / GRAPH_FILES / f"model={p.model_key}"
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,11 @@ import torch
 
 from ct_assets.defs.partitions import model_prompt_partitions, per_model
 from ct_assets.lib import records
-from ct_assets.lib.context import load_model, partition_inputs
+from ct_assets.lib.context import load_graph, load_model, partition_inputs
 from ct_assets.lib.plots import markdown_image, plot_pruned_graph
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import CODE_VERSION, PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
-from ct_engine.graph import Graph
 
 GRAPH_FILE = "graph.safetensors"
 _COMMON = dict(
@@ -73,6 +72,8 @@ def attribution_graph(
             max_feature_nodes=settings.max_feature_nodes,
             verbose=True,
         )
+        # Stored sparsely: the edges are a small share of the N × N entries.
+        graph.adjacency_matrix = graph.adjacency_matrix.to_sparse_coo().coalesce()
         graph.save(graph_path(p.lake, p.model_key, p.prompt_key))
         keys = dict(model=p.model_key, prompt=p.prompt_key)
         influence = records.node_influence(graph)
@@ -170,7 +171,7 @@ def pruned_graph(
     for key in context.partition_keys:
         p = partition_inputs(lakehouse, key)
         keys = dict(model=p.model_key, prompt=p.prompt_key)
-        graph = Graph.load(graph_path(p.lake, p.model_key, p.prompt_key))
+        graph = load_graph(graph_path(p.lake, p.model_key, p.prompt_key))
         settings = p.config.pruning
         result = prune_graph(graph, settings.node_threshold, settings.edge_threshold)
         weights = result.edge_mask.values_in(graph.adjacency_matrix)
@@ -191,7 +192,7 @@ def pruned_graph(
         )
         picture = p.lake.file_path("plots", "pruned_graph.png", **keys)
         tokens = p.lake.read_table("graphs", **keys).column("tokens")[0].as_py()
-        plot_pruned_graph(graph, result, picture, title=p.prompt, tokens=tokens)
+        plot_pruned_graph(graph, result, picture, weights, title=p.prompt, tokens=tokens)
         kept_features = int(result.node_mask[: graph.n_features].sum())
         outcomes.append(
             PartitionOutcome(
@@ -265,12 +266,13 @@ def graph_scores(
     for key in context.partition_keys:
         p = partition_inputs(lakehouse, key)
         keys = dict(model=p.model_key, prompt=p.prompt_key)
-        graph = Graph.load(graph_path(p.lake, p.model_key, p.prompt_key))
+        graph = load_graph(graph_path(p.lake, p.model_key, p.prompt_key))
         kept = p.lake.read_table("pruned_nodes", **keys).column("kept").to_pylist()
         node_mask = torch.tensor(kept, dtype=torch.bool)
         replacement, completeness = compute_graph_scores(graph)
         pruned_replacement, pruned_completeness = compute_pruned_graph_scores(graph, node_mask)
-        influence = records.node_influence(graph)
+        nodes = p.lake.read_table("nodes", **keys)
+        influence = torch.from_numpy(nodes.column("influence").to_numpy())
         non_logit = influence[: graph.logit_slice.start].sum()
         error_share = float(influence[graph.error_slice].sum() / non_logit) if non_logit else 0.0
         n_edges_kept = p.lake.read_table("pruned_edges", **keys).num_rows

@@ -5,7 +5,7 @@ import torch
 
 from ct_assets.defs.assets.graphs import graph_path
 from ct_assets.defs.partitions import model_prompt_partitions
-from ct_assets.lib.context import load_model, partition_inputs
+from ct_assets.lib.context import load_graph, load_model, partition_inputs
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
@@ -53,7 +53,7 @@ def intervention_results(
         p = partition_inputs(lakehouse, key)
         keys = dict(model=p.model_key, prompt=p.prompt_key)
         settings = p.config.interventions
-        graph = Graph.load(graph_path(p.lake, p.model_key, p.prompt_key))
+        graph = load_graph(graph_path(p.lake, p.model_key, p.prompt_key))
         model = load_model(engine, p.lake, p.entry)
         nodes = p.lake.read_table("nodes", **keys).to_pydict()
         kept = p.lake.read_table("pruned_nodes", **keys).column("kept").to_pylist()
