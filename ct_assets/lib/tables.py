@@ -207,6 +207,21 @@ TABLES: dict[str, TableSpec] = {
             "ablate each top feature: predicted (adjacency) vs observed effects on targets",
         ),
         TableSpec(
+            "annotations",
+            ("graph",),
+            pa.schema(
+                [
+                    ("id", pa.string()),
+                    ("author", pa.string()),
+                    ("created_at", _TIMESTAMP),
+                    ("kind", pa.string()),  # label | supernode | note
+                    ("node_ids", pa.list_(pa.string())),
+                    ("text", pa.string()),
+                ]
+            ),
+            "viewer annotations: labels, supernodes and notes on a graph's nodes",
+        ),
+        TableSpec(
             "feature_census",
             ("model",),
             pa.schema(
