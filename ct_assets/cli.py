@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = ("prompts", "materialize", "sql", "baseline")
+COMMANDS = ("prompts", "materialize", "sql", "baseline", "serve")
 
 
 def extensions() -> list:

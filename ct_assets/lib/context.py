@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from ct_assets.lib.config import LakehouseConfig, ModelEntry
 from ct_assets.lib.keys import split_partition_key
@@ -61,19 +64,45 @@ def load_model(engine: EngineResource, lake: Lake, entry: ModelEntry):
     return engine.model(entry, transcoders=cached_transcoders(lake, entry.name))
 
 
-# Graphs read in this process, keyed by file identity: the assets downstream of
-# attribution_graph all read the same file, and a range run executes them in one process.
-_GRAPHS: OrderedDict[tuple, Graph] = OrderedDict()
-_GRAPH_CACHE_SIZE = 8
+# Graphs read in this process, keyed by file identity. The assets downstream of
+# attribution_graph all read the same files, and a range run executes them in one process,
+# each asset looping over every partition: the cache holds graphs up to a memory budget
+# (CT_GRAPH_CACHE_MB, default 2048) so that each graph is read at most once per run.
+_GRAPHS: OrderedDict[tuple, tuple[Graph, int]] = OrderedDict()
+
+
+def _budget_bytes() -> int:
+    return int(float(os.environ.get("CT_GRAPH_CACHE_MB", "2048")) * 2**20)
+
+
+def _key(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _graph_bytes(graph: Graph) -> int:
+    A = graph.adjacency_matrix
+    if A.layout == torch.sparse_coo:
+        size = A._indices().nbytes + A._values().nbytes
+    elif A.layout == torch.strided:
+        size = A.nbytes
+    else:
+        size = A.values().nbytes * 3
+    return size + graph.active_features.nbytes + graph.activation_values.nbytes
+
+
+def remember_graph(path: Path, graph: Graph) -> None:
+    """Put a graph just written to ``path`` in the cache (the next asset skips the read)."""
+    _GRAPHS[_key(path)] = (graph, _graph_bytes(graph))
+    _GRAPHS.move_to_end(_key(path))
+    while len(_GRAPHS) > 1 and sum(size for _, size in _GRAPHS.values()) > _budget_bytes():
+        _GRAPHS.popitem(last=False)
 
 
 def load_graph(path: Path) -> Graph:
     """``Graph.load(path)``, cached while the file is unchanged (path, size, mtime)."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    key = _key(path)
     if key not in _GRAPHS:
-        _GRAPHS[key] = Graph.load(path)
-        while len(_GRAPHS) > _GRAPH_CACHE_SIZE:
-            _GRAPHS.popitem(last=False)
+        remember_graph(path, Graph.load(path))
     _GRAPHS.move_to_end(key)
-    return _GRAPHS[key]
+    return _GRAPHS[key][0]

@@ -9,7 +9,7 @@ import torch
 
 from ct_assets.defs.partitions import model_prompt_partitions, per_model
 from ct_assets.lib import records
-from ct_assets.lib.context import load_graph, load_model, partition_inputs
+from ct_assets.lib.context import load_graph, load_model, partition_inputs, remember_graph
 from ct_assets.lib.plots import markdown_image, plot_pruned_graph
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import CODE_VERSION, PartitionOutcome, finish, tracking_check_spec
@@ -75,6 +75,7 @@ def attribution_graph(
         # Stored sparsely: the edges are a small share of the N × N entries.
         graph.adjacency_matrix = graph.adjacency_matrix.to_sparse_coo().coalesce()
         graph.save(graph_path(p.lake, p.model_key, p.prompt_key))
+        remember_graph(graph_path(p.lake, p.model_key, p.prompt_key), graph)
         keys = dict(model=p.model_key, prompt=p.prompt_key)
         influence = records.node_influence(graph)
         rows, cols, values = graph.nonzero_edges()

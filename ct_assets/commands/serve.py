@@ -1,0 +1,74 @@
+"""``ct serve``: the graph viewer (``ct_viewer``) over the lake, on http://127.0.0.1:8041/.
+
+Lists the lake's attribution graphs (``graph_overview``), shows them pruned at the thresholds
+the page asks for, keeps annotations in the lake's ``annotations`` table and steers features
+on the graph's model (loaded on first use). ``--graph_file_dir DIR`` (repeatable) adds the
+``<slug>.json`` graph documents of a folder (``ct attribute --slug --graph_file_dir``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ct_assets.commands._common import add_config_flag
+
+COMMAND = "serve"
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        COMMAND,
+        help="open the graph viewer on the lake (http://127.0.0.1:8041/)",
+        description="Serve the graph viewer over the lake's graphs (and JSON graph files).",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1: this machine only; anything else "
+        "exposes the lake's graphs, annotations and steering to the network)",
+    )
+    p.add_argument("--port", type=int, default=8041, help="port (default 8041)")
+    p.add_argument(
+        "--graph_file_dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also serve the <slug>.json graph files of DIR (repeatable)",
+    )
+    add_config_flag(p)
+
+
+def run(args) -> int:
+    from ct_assets.lib.config import load_config
+    from ct_viewer.server import create_app, is_loopback, serve
+
+    if not 0 < args.port < 65536:
+        print(f"ct serve: error: bad port {args.port}", file=sys.stderr)
+        return 2
+    dirs = [Path(d) for d in args.graph_file_dir]
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        print(f"ct serve: error: no folder {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+    except ValueError as err:
+        if args.config or not dirs:
+            print(f"ct serve: error: {err}", file=sys.stderr)
+            return 2
+        config = None  # JSON files only
+        print("ct serve: no lakehouse config: serving the graph files only", file=sys.stderr)
+    app = create_app(
+        lake_root=config.lake if config else None,
+        config_path=config.path if config else None,
+        graph_file_dirs=dirs,
+        allowed_hosts=None if is_loopback(args.host) else ["*"],
+    )
+    if config is not None:
+        print(f"ct serve: lake {config.lake} (config {config.path})")
+    try:
+        serve(app, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
+    return 0
