@@ -90,9 +90,15 @@ def build_parser(extensions: Sequence = ()) -> argparse.ArgumentParser:
         metavar=("TOKEN_A", "TOKEN_B"),
         help="attribute the logit difference TOKEN_A - TOKEN_B",
     )
-    attr.add_argument("--server", action="store_true", help="serve the graph (viewer: not yet)")
+    attr.add_argument(
+        "--server",
+        action="store_true",
+        help="then serve the graph in the viewer on 127.0.0.1:--port (with $CT_CONFIG's lake)",
+    )
     attr.add_argument("--port", type=int, default=8041)
-    attr.add_argument("--features_dir", help="local feature files for the viewer (not yet)")
+    attr.add_argument(
+        "--features_dir", help="accepted for circuit-tracer compatibility; not used (yet)"
+    )
     _add_attribution_flags(attr, batch_size=256)
 
     inter = sub.add_parser(
@@ -276,6 +282,46 @@ def _check_outputs(args) -> None:
         raise ValueError("give -o/--graph_output_path, or --slug with --graph_file_dir")
 
 
+def _viewer_app(graph_file_dir: str):
+    """The viewer over ``graph_file_dir`` plus the lake of ``$CT_CONFIG`` when it names a
+    config file (its graphs and annotations)."""
+    import os
+
+    from ct_viewer.server import create_app
+
+    config = os.environ.get("CT_CONFIG")
+    if config and Path(config).is_file():
+        from ct_assets.lib.config import load_config
+
+        loaded = load_config(config)
+        print(f"ct attribute: the viewer also shows the lake {loaded.lake} ($CT_CONFIG)")
+        return create_app(
+            lake_root=loaded.lake, config_path=loaded.path, graph_file_dirs=[Path(graph_file_dir)]
+        )
+    return create_app(lake_root=None, graph_file_dirs=[Path(graph_file_dir)])
+
+
+def _serve_viewer(app, port: int) -> None:
+    """Run the viewer until interrupted (blocking; the tests replace this function)."""
+    from ct_viewer.server import serve
+
+    serve(app, port=port)
+
+
+def _serve_graph_files(args) -> int:
+    try:
+        app = _viewer_app(args.graph_file_dir)
+    except ImportError as err:
+        print(f"ct attribute: --server: the viewer is not installed ({err})", file=sys.stderr)
+        return 2
+    print(f"ct attribute: serving the graph as file__{args.slug} on port {args.port}")
+    try:
+        _serve_viewer(app, args.port)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None, extensions: Sequence = ()) -> int:
     args = build_parser(extensions).parse_args(argv)
     for extension in (_metrics_cli(), *extensions):
@@ -310,13 +356,14 @@ def main(argv: list[str] | None = None, extensions: Sequence = ()) -> int:
                     scan=graph.scan if graph.scan is not None else args.transcoder_set,
                 )
                 print(f"graph files written to {path} and {path.parent / 'graph-metadata.json'}")
-            if args.server or args.features_dir:
+            if args.features_dir:
                 print(
-                    "ct attribute: --server/--features_dir: the graph viewer is not part of "
-                    "ct-lakehouse yet; the files above are ready for it (port "
-                    f"{args.port} when it lands)",
+                    "ct attribute: --features_dir is not used: the ct-lakehouse viewer has no "
+                    "feature-visualisation files yet",
                     file=sys.stderr,
                 )
+            if args.server:
+                return _serve_graph_files(args)
         elif args.command == "intervene":
             _intervene(args)
     except ValueError as err:  # bad input: a clear message, no traceback

@@ -39,7 +39,7 @@ def test_attribute_cli_reports_bad_input(tmp_path, capsys):
     assert "not exactly one" in capsys.readouterr().err
 
 
-def test_attribute_cli_targets_and_graph_files(tmp_path, capsys):
+def test_attribute_cli_targets_and_graph_files(tmp_path, capsys, monkeypatch):
     files = ["--slug", "mosho", "--graph_file_dir", str(tmp_path / "files")]
     common = [*MODEL_ARGS, *PROMPT, "--max_feature_nodes", "40", "--batch_size", "32"]
     # Ludus is the right answer; Shaivir is another country's capital.
@@ -52,10 +52,17 @@ def test_attribute_cli_targets_and_graph_files(tmp_path, capsys):
 
     pt = tmp_path / "diff.pt"
     diff = ["--target-diff", "Ludus", "Shaivir", "-o", str(pt), "--server", *files]
-    assert main(["attribute", *common, *diff]) == 0
+    served = []  # --server: the blocking serve call is replaced; the app is checked below
+    monkeypatch.delenv("CT_CONFIG", raising=False)
+    monkeypatch.setattr("ct_engine.cli._serve_viewer", lambda app, port: served.append(app))
+    assert main(["attribute", *common, *diff, "--port", "8123"]) == 0
     captured = capsys.readouterr()
     assert "'Ludus - Shaivir'" in captured.out
-    assert "viewer is not part of ct-lakehouse yet" in captured.err
+    assert "serving the graph as file__mosho on port 8123" in captured.out
+    from starlette.testclient import TestClient
+
+    with TestClient(served[0]) as client:
+        assert [g["id"] for g in client.get("/api/graphs").json()["graphs"]] == ["file__mosho"]
     graph = Graph.from_pt(pt)
     assert graph.logit_targets[0].token_str == "Ludus - Shaivir"
     assert graph.logit_targets[0].vocab_idx >= graph.cfg.d_vocab

@@ -1,0 +1,1300 @@
+/* ct viewer: the browser page (plain JavaScript, no build step; see ct_viewer/API.md).
+ *
+ * Routes (location.hash): "#/" the index; "#/graph/<id>?nt=0.8&et=0.98" one graph;
+ * "#/imported" a graph imported from a file (client side only).
+ *
+ * Stable hooks for tests (ids; each element also has data-testid="<same name>"):
+ *   body[data-state]        "index" | "loading" | "graph" | "error"
+ *   body[data-source]       "server" | "imported" (the graph on show)
+ *   #status                 last message; #author (remembered in localStorage "ct-viewer-author")
+ *   #export-btn, #import-file
+ *   index: #filter-model, #filter-q, #index-count, #graph-table;
+ *          rows tr[data-testid=graph-row][data-graph-id]
+ *   graph: #graph-canvas, #tooltip, #node-threshold, #edge-threshold, #search, #search-count,
+ *          #graph-counts (data-nodes, data-links), #imported-note, #reset-view
+ *   panel: #panel-node-id, #panel-kind, #panel-layer, #panel-pos, #panel-token, #panel-feature,
+ *          #panel-activation (data-value: the raw number), #panel-influence, #panel-clerp,
+ *          #panel-label, #label-input, #label-save, #pin-toggle,
+ *          #panel-incoming / #panel-outgoing rows tr[data-testid=edge-row][data-node-id][data-weight]
+ *   subgraph: #subgraph-canvas, #pinned-list li[data-testid=pinned-item][data-node-id],
+ *          #unpin-all, #supernode-name, #supernode-create,
+ *          #supernode-list li[data-testid=supernode-item][data-annotation-id]
+ *          (.sn-name, .sn-members, button.sn-delete)
+ *   steering: #steer-table rows tr[data-testid=steer-input-row][data-node-id] with
+ *          select.steer-mode ("value" | "multiplier") and input.steer-amount; #freeze-attention,
+ *          #steer-run, #steer-error, #steer-results rows tr[data-testid=steer-row][data-token]
+ *          with td.p-before, td.p-after, td.p-delta (data-value on each)
+ *
+ * window.ctViewer (for tests and benchmarks):
+ *   .state                  the live state (doc, model, pinned, annotations, ...)
+ *   .nodeClientPos(id)      {x, y} viewport coordinates of a node's centre (canvas), or null
+ *   .hover(id) -> ms        hover a node (null: none), redraw the overlay and rasterise it
+ *   .redraw() -> ms         redraw everything (edges, nodes, overlay) and rasterise it
+ *   .loadDocument(doc, opts) show a document (as the import does)
+ *   .timings                {fetchMs, parseMs, buildMs, layoutMs, renderMs, overlayMs, totalMs}
+ */
+"use strict";
+
+(function () {
+  const CT = window.CT;
+  const $ = (id) => document.getElementById(id);
+  const AUTHOR_KEY = "ct-viewer-author";
+  const COLORS = {
+    feature: "#4e79a7",
+    error: "#9a9a9a",
+    token: "#59a14f",
+    logit: "#f28e2b",
+    pos: "rgba(33, 102, 172, ALPHA)",
+    neg: "rgba(214, 39, 40, ALPHA)",
+    pinned: "#8e44ad",
+    selected: "#111",
+    match: "#e6b800",
+  };
+
+  const state = {
+    view: "index",
+    source: "server", // "server" | "imported"
+    graphId: null,
+    doc: null,
+    model: null,
+    grid: null,
+    nodeThreshold: 0.8,
+    edgeThreshold: 0.98,
+    selected: -1,
+    hover: -1,
+    pinned: [], // node ids, in pin order
+    matches: [],
+    matchCursor: 0,
+    annotations: [],
+    labels: new Map(), // node_id -> label text (latest wins)
+    zoom: { k: 1, tx: 0, ty: 0 },
+    summaries: [],
+    steerSettings: new Map(), // node_id -> {mode, amount}
+  };
+  const timings = {};
+  let base = null; // offscreen canvas with edges and nodes
+  let frame = 0;
+  let loadToken = 0;
+
+  // ---------------------------------------------------------------- utilities
+  function setStatus(text, isError) {
+    const s = $("status");
+    s.textContent = text || "";
+    s.classList.toggle("error", !!isError);
+  }
+
+  async function api(path, options) {
+    const res = await fetch(path, options);
+    if (!res.ok) {
+      let detail = res.statusText;
+      try {
+        const body = await res.json();
+        detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+      } catch (_) {
+        /* not JSON */
+      }
+      throw new Error(`${res.status}: ${detail}`);
+    }
+    return res.status === 204 ? null : res.json();
+  }
+
+  function fmt(x, digits) {
+    if (x === null || x === undefined || x === "") return "";
+    if (typeof x !== "number") return String(x);
+    if (!isFinite(x)) return String(x);
+    const d = digits === undefined ? 4 : digits;
+    return Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(d);
+  }
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null) continue;
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v);
+    }
+    for (const c of children) if (c !== null && c !== undefined) e.append(c);
+    return e;
+  }
+
+  function showToken(t) {
+    return t === undefined || t === null ? "" : JSON.stringify(t).slice(1, -1);
+  }
+
+  function debounce(fn, ms) {
+    let t = 0;
+    return (...args) => {
+      clearTimeout(t);
+      t = setTimeout(() => fn(...args), ms);
+    };
+  }
+
+  function author() {
+    return $("author").value.trim();
+  }
+
+  function canAnnotate() {
+    return state.source === "server" && state.graphId !== null;
+  }
+
+  // ---------------------------------------------------------------- routing
+  function parseHash() {
+    const h = location.hash.replace(/^#/, "");
+    const m = /^\/graph\/([^?]+)(?:\?(.*))?$/.exec(h);
+    if (m) {
+      const params = new URLSearchParams(m[2] || "");
+      return {
+        view: "graph",
+        id: decodeURIComponent(m[1]),
+        nt: params.has("nt") ? Number(params.get("nt")) : null,
+        et: params.has("et") ? Number(params.get("et")) : null,
+      };
+    }
+    if (h === "/imported") return { view: "imported" };
+    return { view: "index" };
+  }
+
+  function graphHash(id) {
+    return `#/graph/${encodeURIComponent(id)}?nt=${state.nodeThreshold}&et=${state.edgeThreshold}`;
+  }
+
+  function route() {
+    const r = parseHash();
+    if (r.view === "graph") {
+      if (r.nt !== null && isFinite(r.nt)) state.nodeThreshold = r.nt;
+      if (r.et !== null && isFinite(r.et)) state.edgeThreshold = r.et;
+      syncThresholdInputs();
+      if (state.source !== "server" || state.graphId !== r.id || !state.doc) {
+        openGraph(r.id);
+      } else {
+        showView("graph");
+      }
+    } else if (r.view === "imported" && state.source === "imported" && state.doc) {
+      showView("graph");
+    } else {
+      showView("index");
+      loadIndex();
+    }
+  }
+
+  function showView(view) {
+    state.view = view;
+    $("index-view").hidden = view !== "index";
+    $("graph-view").hidden = view !== "graph";
+    if (view === "index") {
+      document.body.dataset.state = "index";
+      $("graph-title").textContent = "";
+    }
+    if (view === "graph") requestAnimationFrame(resizeCanvas);
+  }
+
+  // ---------------------------------------------------------------- index
+  let indexLoaded = false;
+
+  async function loadIndex() {
+    try {
+      if (!indexLoaded) {
+        const all = await api("/api/graphs");
+        const models = [...new Set(all.graphs.map((g) => g.model))].sort();
+        const sel = $("filter-model");
+        const keep = sel.value;
+        sel.replaceChildren(el("option", { value: "", text: "all" }));
+        for (const m of models) sel.append(el("option", { value: m, text: m }));
+        sel.value = models.includes(keep) ? keep : "";
+        indexLoaded = true;
+      }
+      await refreshIndex();
+    } catch (err) {
+      setStatus(`could not load the graphs: ${err.message}`, true);
+    }
+  }
+
+  async function refreshIndex() {
+    const params = new URLSearchParams();
+    if ($("filter-model").value) params.set("model", $("filter-model").value);
+    if ($("filter-q").value.trim()) params.set("q", $("filter-q").value.trim());
+    const qs = params.toString();
+    const data = await api(`/api/graphs${qs ? "?" + qs : ""}`);
+    state.summaries = data.graphs;
+    const body = $("graph-table").tBodies[0];
+    body.replaceChildren();
+    for (const g of data.graphs) {
+      const tr = el(
+        "tr",
+        { "data-testid": "graph-row", "data-graph-id": g.id, title: g.id, tabindex: "0" },
+        el("td", { text: g.model }),
+        el("td", { class: "prompt", text: g.prompt_text }),
+        el("td", { class: "num", text: g.n_tokens ?? "" }),
+        el("td", { class: "num", text: g.n_features ?? "" }),
+        el("td", { class: "num", text: g.n_edges ?? "" }),
+        el("td", { text: g.top_target === null ? "" : showToken(g.top_target) }),
+        el("td", { class: "num", text: fmt(g.top_target_prob, 3) }),
+        el("td", { class: "num score", text: fmt(g.replacement_score, 3) }),
+        el("td", { class: "num score", text: fmt(g.completeness_score, 3) }),
+        el("td", { text: g.source })
+      );
+      const open = () => (location.hash = graphHash(g.id));
+      tr.addEventListener("click", open);
+      tr.addEventListener("keydown", (ev) => ev.key === "Enter" && open());
+      body.append(tr);
+    }
+    $("index-count").textContent = `${data.graphs.length} graph(s)`;
+  }
+
+  // ---------------------------------------------------------------- loading a graph
+  async function openGraph(id) {
+    const token = ++loadToken;
+    document.body.dataset.state = "loading";
+    showView("graph");
+    setStatus(`loading ${id} ...`);
+    const t0 = performance.now();
+    try {
+      const url =
+        `/api/graphs/${encodeURIComponent(id)}?node_threshold=${state.nodeThreshold}` +
+        `&edge_threshold=${state.edgeThreshold}`;
+      const res = await fetch(url);
+      if (!res.ok) {
+        let detail = res.statusText;
+        try {
+          detail = (await res.json()).detail;
+        } catch (_) {
+          /* not JSON */
+        }
+        throw new Error(`${res.status}: ${detail}`);
+      }
+      const text = await res.text();
+      const t1 = performance.now();
+      const doc = JSON.parse(text);
+      const t2 = performance.now();
+      if (token !== loadToken) return;
+      timings.fetchMs = t1 - t0;
+      timings.parseMs = t2 - t1;
+      const sameGraph = state.graphId === id && state.source === "server";
+      loadDocument(doc, { source: "server", id, keepSelection: sameGraph });
+      timings.totalMs = performance.now() - t0;
+      await loadAnnotations(token);
+    } catch (err) {
+      if (token !== loadToken) return;
+      document.body.dataset.state = "error";
+      setStatus(`could not load ${id}: ${err.message}`, true);
+    }
+  }
+
+  function loadDocument(doc, opts) {
+    const o = opts || {};
+    const tb = performance.now();
+    const model = CT.buildModel(doc);
+    timings.buildMs = performance.now() - tb;
+    const prevSelected = state.selected >= 0 && state.model ? state.model.nodes[state.selected].node_id : null;
+    state.source = o.source || "server";
+    state.graphId = o.id || null;
+    state.doc = doc;
+    state.model = model;
+    state.selected = -1;
+    state.hover = -1;
+    state.matches = [];
+    if (!o.keepSelection) {
+      state.pinned = [];
+      state.annotations = [];
+      state.labels = new Map();
+      state.zoom = { k: 1, tx: 0, ty: 0 };
+      $("steer-results").tBodies[0].replaceChildren();
+      $("steer-error").textContent = "";
+      const qp = doc.qParams || {};
+      if (state.source === "imported") {
+        state.pinned = (qp.pinnedIds || []).filter((id) => model.index.has(id));
+        state.annotations = (qp.supernodes || []).map((sn, k) => ({
+          id: `imported-${k}`,
+          kind: "supernode",
+          text: sn[0],
+          node_ids: sn.slice(1),
+          author: "",
+        }));
+      }
+    } else if (prevSelected && model.index.has(prevSelected)) {
+      state.selected = model.index.get(prevSelected);
+    }
+    document.body.dataset.source = state.source;
+    const meta = doc.metadata || {};
+    $("graph-title").textContent =
+      (state.source === "imported" ? "[imported] " : "") + (meta.slug || o.id || "") +
+      (meta.prompt ? ` \u2014 ${meta.prompt}` : "");
+    $("imported-note").hidden = state.source !== "imported";
+    $("export-btn").disabled = false;
+    for (const e of document.querySelectorAll(".annot-only")) {
+      e.classList.toggle("disabled", state.source === "imported");
+      for (const c of e.querySelectorAll("input, button")) c.disabled = state.source === "imported";
+    }
+    const counts = $("graph-counts");
+    counts.textContent = `${model.n} nodes, ${model.m} links`;
+    counts.dataset.nodes = model.n;
+    counts.dataset.links = model.m;
+    showView("graph");
+    resizeCanvas(true);
+    applySearch();
+    updatePanel();
+    updatePinned();
+    updateSupernodes();
+    document.body.dataset.state = "graph";
+    setStatus(`${meta.slug || o.id || "graph"}: ${model.n} nodes, ${model.m} links`);
+  }
+
+  async function loadAnnotations(token) {
+    if (!canAnnotate()) return;
+    try {
+      const data = await api(`/api/graphs/${encodeURIComponent(state.graphId)}/annotations`);
+      if (token !== undefined && token !== loadToken) return;
+      state.annotations = data.annotations;
+      rebuildLabels();
+    } catch (err) {
+      setStatus(`could not load annotations: ${err.message}`, true);
+    }
+  }
+
+  function rebuildLabels() {
+    state.labels = new Map();
+    for (const a of state.annotations) {
+      if (a.kind === "label" && a.node_ids.length === 1) state.labels.set(a.node_ids[0], a.text);
+    }
+    updatePanel();
+    updatePinned();
+    updateSupernodes();
+    applySearch(true);
+    scheduleDraw(true);
+  }
+
+  // ---------------------------------------------------------------- canvas
+  const canvas = () => $("graph-canvas");
+
+  function resizeCanvas(force) {
+    const c = canvas();
+    const wrap = $("canvas-wrap");
+    const w = Math.max(200, wrap.clientWidth);
+    const h = Math.max(200, wrap.clientHeight);
+    const dpr = window.devicePixelRatio || 1;
+    const changed = c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr);
+    if (!changed && !force) return;
+    c.width = Math.round(w * dpr);
+    c.height = Math.round(h * dpr);
+    c.style.width = `${w}px`;
+    c.style.height = `${h}px`;
+    if (state.model) {
+      const tl = performance.now();
+      CT.layoutModel(state.model, w, h);
+      state.grid = new CT.Grid(state.model);
+      timings.layoutMs = performance.now() - tl;
+      drawAll(!!force);
+    }
+  }
+
+  function toScreen(i) {
+    const m = state.model;
+    const z = state.zoom;
+    return [m.x[i] * z.k + z.tx, m.y[i] * z.k + z.ty];
+  }
+
+  function radiusScale() {
+    return Math.sqrt(state.zoom.k);
+  }
+
+  // Canvas drawing is recorded, then rasterised later: a 1-pixel read forces it (timing only).
+  function flush() {
+    canvas().getContext("2d").getImageData(0, 0, 1, 1);
+  }
+
+  function drawAll(measure) {
+    const t = performance.now();
+    renderBase();
+    drawOverlay();
+    if (measure) flush();
+    timings.renderMs = performance.now() - t;
+    return timings.renderMs;
+  }
+
+  const settle = debounce(() => scheduleDraw(true), 150);
+
+  function scheduleDraw(full) {
+    if (full) frame |= 2;
+    else frame |= 1;
+    if (frame & 4) return;
+    frame |= 4;
+    requestAnimationFrame(() => {
+      const f = frame;
+      frame = 0;
+      if (!state.model) return;
+      if (f & 2) drawAll();
+      else drawOverlay();
+    });
+  }
+
+  // Edges thicker than 1 px are costly to rasterise in one path (overlaps): at most this many
+  // are drawn thick, one stroke each; the rest are 1 px lines batched in one path per bucket.
+  const MAX_THICK = 1500;
+
+  function edgeBuckets(model, alpha) {
+    // 2 signs x 4 widths; weights relative to the largest |weight|.
+    const buckets = [];
+    for (let s = 0; s < 2; s++) {
+      for (let b = 0; b < 4; b++) {
+        buckets.push({
+          color: (s ? COLORS.neg : COLORS.pos).replace("ALPHA", String(alpha[b])),
+          width: [1, 1, 1.8, 3.2][b],
+          edges: [],
+        });
+      }
+    }
+    const inv = 1 / model.maxAbs;
+    const thick = [];
+    for (let e = 0; e < model.m; e++) {
+      const a = Math.abs(model.w[e]) * inv;
+      const b = a > 0.5 ? 3 : a > 0.2 ? 2 : a > 0.05 ? 1 : 0;
+      if (b >= 2) thick.push(e);
+      else buckets[(model.w[e] < 0 ? 4 : 0) + b].edges.push(e);
+    }
+    thick.sort((p, q) => Math.abs(model.w[q]) - Math.abs(model.w[p]));
+    thick.forEach((e, k) => {
+      const a = Math.abs(model.w[e]) * inv;
+      const b = k >= MAX_THICK ? 1 : a > 0.5 ? 3 : 2;
+      buckets[(model.w[e] < 0 ? 4 : 0) + b].edges.push(e);
+    });
+    return buckets;
+  }
+
+  function strokeEdges(ctx, model, edges, z, each) {
+    const { x, y, src, dst } = model;
+    ctx.beginPath();
+    // Thick edges come sorted by |weight| (largest first): draw the largest last, on top.
+    for (let k = each ? edges.length - 1 : 0; each ? k >= 0 : k < edges.length; k += each ? -1 : 1) {
+      const e = edges[k];
+      const s = src[e];
+      const t = dst[e];
+      ctx.moveTo(x[s] * z.k + z.tx, y[s] * z.k + z.ty);
+      ctx.lineTo(x[t] * z.k + z.tx, y[t] * z.k + z.ty);
+      if (each) {
+        ctx.stroke();
+        ctx.beginPath();
+      }
+    }
+    if (!each) ctx.stroke();
+  }
+
+  function nodePath(ctx, kind, sx, sy, r) {
+    if (kind === "feature") {
+      ctx.moveTo(sx + r, sy);
+      ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+    } else if (kind === "error") {
+      ctx.rect(sx - r, sy - r, 2 * r, 2 * r);
+    } else if (kind === "token") {
+      ctx.moveTo(sx, sy - r * 1.2);
+      ctx.lineTo(sx + r * 1.2, sy);
+      ctx.lineTo(sx, sy + r * 1.2);
+      ctx.lineTo(sx - r * 1.2, sy);
+      ctx.closePath();
+    } else {
+      ctx.moveTo(sx, sy - r * 1.3);
+      ctx.lineTo(sx + r * 1.2, sy + r * 0.9);
+      ctx.lineTo(sx - r * 1.2, sy + r * 0.9);
+      ctx.closePath();
+    }
+  }
+
+  function renderBase() {
+    const c = canvas();
+    const model = state.model;
+    if (!base) base = document.createElement("canvas");
+    if (base.width !== c.width || base.height !== c.height) {
+      base.width = c.width;
+      base.height = c.height;
+    }
+    const ctx = base.getContext("2d");
+    const dpr = window.devicePixelRatio || 1;
+    const w = c.width / dpr;
+    const h = c.height / dpr;
+    const z = state.zoom;
+    state.baseZoom = { k: z.k, tx: z.tx, ty: z.ty };
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, w, h);
+    // Row guides and layer names.
+    ctx.font = "11px sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.strokeStyle = "#eee";
+    ctx.lineWidth = 1;
+    for (let r = 0; r < model.nRows; r++) {
+      const y = CT.rowY(model, r) * z.k + z.ty;
+      if (y < -20 || y > h + 20) continue;
+      ctx.beginPath();
+      ctx.moveTo(0, y);
+      ctx.lineTo(w, y);
+      ctx.stroke();
+      ctx.fillStyle = "#888";
+      const name = r === 0 ? "emb" : r === model.nRows - 1 && r > model.nLayers ? "logit" : `L${r - 1}`;
+      ctx.fillText(name, 4, y);
+    }
+    // Edges: one path per (sign, width) bucket, the heaviest on top.
+    const dense = model.m > 5000;
+    const buckets = edgeBuckets(model, dense ? [0.08, 0.25, 0.45, 0.7] : [0.25, 0.45, 0.6, 0.8]);
+    for (let b = 0; b < 4; b++) {
+      for (const s of [0, 4]) {
+        const bucket = buckets[s + b];
+        if (!bucket.edges.length) continue;
+        ctx.strokeStyle = bucket.color;
+        ctx.lineWidth = bucket.width;
+        strokeEdges(ctx, model, bucket.edges, z, b >= 2);
+      }
+    }
+    // Nodes: one path per kind.
+    const rs = radiusScale();
+    for (const kind of ["feature", "error", "token", "logit"]) {
+      ctx.beginPath();
+      let any = false;
+      for (let i = 0; i < model.n; i++) {
+        if (model.kind[i] !== kind) continue;
+        const sx = model.x[i] * z.k + z.tx;
+        const sy = model.y[i] * z.k + z.ty;
+        if (sx < -20 || sy < -20 || sx > w + 20 || sy > h + 20) continue;
+        nodePath(ctx, kind, sx, sy, model.r[i] * rs);
+        any = true;
+      }
+      if (!any) continue;
+      ctx.fillStyle = COLORS[kind];
+      ctx.fill();
+      if (model.n < 2000) {
+        ctx.strokeStyle = "rgba(0,0,0,0.45)";
+        ctx.lineWidth = 0.6;
+        ctx.stroke();
+      }
+    }
+    // Target logits get a bold outline.
+    ctx.beginPath();
+    for (let i = 0; i < model.n; i++) {
+      if (model.kind[i] === "logit" && model.nodes[i].is_target_logit) {
+        const [sx, sy] = toScreen(i);
+        nodePath(ctx, "logit", sx, sy, model.r[i] * rs + 1.5);
+      }
+    }
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = 1.5;
+    ctx.stroke();
+    // Prompt tokens along the bottom.
+    ctx.fillStyle = "#333";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    for (let p = 0; p < model.nPos; p++) {
+      const x0 = model.colX[p] * z.k + z.tx;
+      const x1 = model.colX[p + 1] * z.k + z.tx;
+      if (x1 < 0 || x0 > w) continue;
+      const tok = showToken(model.tokens[p]);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(x0, h - model.margin.bottom + 4, x1 - x0, model.margin.bottom);
+      ctx.clip();
+      ctx.fillText(tok, (x0 + x1) / 2, h - model.margin.bottom + 8);
+      ctx.fillStyle = "#aaa";
+      ctx.fillText(String(p), (x0 + x1) / 2, h - model.margin.bottom + 22);
+      ctx.restore();
+      ctx.strokeStyle = "#f3f3f3";
+      ctx.beginPath();
+      ctx.moveTo(x0, 0);
+      ctx.lineTo(x0, h);
+      ctx.stroke();
+    }
+    // Target logits on top, labelled nodes beside themselves.
+    ctx.textBaseline = "bottom";
+    ctx.fillStyle = "#a0522d";
+    let shown = 0;
+    for (let i = 0; i < model.n && shown < 400; i++) {
+      const node = model.nodes[i];
+      const [sx, sy] = toScreen(i);
+      if (sx < 0 || sx > w || sy < 0 || sy > h) continue;
+      if (model.kind[i] === "logit") {
+        const tok = CT.logitToken(node);
+        ctx.textAlign = "center";
+        ctx.fillStyle = "#a0522d";
+        ctx.fillText(showToken(tok === null ? node.feature : tok), sx, sy - model.r[i] * rs - 3);
+        shown++;
+      } else if (state.labels.has(node.node_id)) {
+        ctx.textAlign = "left";
+        ctx.fillStyle = "#222";
+        ctx.textBaseline = "middle";
+        ctx.fillText(state.labels.get(node.node_id), sx + model.r[i] * rs + 3, sy);
+        ctx.textBaseline = "bottom";
+        shown++;
+      }
+    }
+    ctx.textAlign = "left";
+  }
+
+  function ring(ctx, i, color, width, extra) {
+    const [sx, sy] = toScreen(i);
+    const r = state.model.r[i] * radiusScale() + (extra || 3);
+    ctx.beginPath();
+    ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+    ctx.strokeStyle = color;
+    ctx.lineWidth = width;
+    ctx.stroke();
+  }
+
+  function drawOverlay() {
+    const t = performance.now();
+    const c = canvas();
+    const ctx = c.getContext("2d");
+    const model = state.model;
+    if (!model || !base) return 0;
+    const dpr = window.devicePixelRatio || 1;
+    const z = state.zoom;
+    const b = state.baseZoom || z;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    if (b.k === z.k && b.tx === z.tx && b.ty === z.ty) {
+      ctx.drawImage(base, 0, 0);
+    } else {
+      // Panning or zooming: move the cached drawing now, redraw it once the view settles.
+      const s = z.k / b.k;
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(0, 0, c.width, c.height);
+      ctx.setTransform(s, 0, 0, s, dpr * (z.tx - b.tx * s), dpr * (z.ty - b.ty * s));
+      ctx.drawImage(base, 0, 0);
+    }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const focus = state.hover >= 0 ? state.hover : state.selected;
+    if (focus >= 0) {
+      // Dim everything, then draw the focused node's edges and neighbours on top.
+      ctx.fillStyle = "rgba(255,255,255,0.6)";
+      ctx.fillRect(0, 0, c.width / dpr, c.height / dpr);
+      const edges = [];
+      for (let k = model.inStart[focus]; k < model.inStart[focus + 1]; k++) edges.push(model.inList[k]);
+      for (let k = model.outStart[focus]; k < model.outStart[focus + 1]; k++) {
+        edges.push(model.outList[k]);
+      }
+      const inv = 1 / model.maxAbs;
+      const rs = radiusScale();
+      for (const e of edges) {
+        const [x0, y0] = toScreen(model.src[e]);
+        const [x1, y1] = toScreen(model.dst[e]);
+        ctx.beginPath();
+        ctx.moveTo(x0, y0);
+        ctx.lineTo(x1, y1);
+        ctx.strokeStyle = (model.w[e] < 0 ? COLORS.neg : COLORS.pos).replace("ALPHA", "0.9");
+        ctx.lineWidth = 0.8 + 4 * Math.sqrt(Math.abs(model.w[e]) * inv);
+        ctx.stroke();
+      }
+      for (const e of edges) {
+        for (const i of [model.src[e], model.dst[e]]) {
+          const [sx, sy] = toScreen(i);
+          ctx.beginPath();
+          nodePath(ctx, model.kind[i], sx, sy, model.r[i] * rs);
+          ctx.fillStyle = COLORS[model.kind[i]];
+          ctx.fill();
+        }
+      }
+      const [sx, sy] = toScreen(focus);
+      ctx.beginPath();
+      nodePath(ctx, model.kind[focus], sx, sy, model.r[focus] * rs);
+      ctx.fillStyle = COLORS[model.kind[focus]];
+      ctx.fill();
+    }
+    for (const i of state.matches) ring(ctx, i, COLORS.match, 2.5, 4);
+    for (const id of state.pinned) {
+      const i = model.index.get(id);
+      if (i !== undefined) ring(ctx, i, COLORS.pinned, 2, 2);
+    }
+    if (state.selected >= 0) ring(ctx, state.selected, COLORS.selected, 2, 5);
+    if (state.hover >= 0 && state.hover !== state.selected) ring(ctx, state.hover, "#555", 1, 4);
+    timings.overlayMs = performance.now() - t;
+    return timings.overlayMs;
+  }
+
+  function nodeAt(clientX, clientY) {
+    if (!state.model || !state.grid) return -1;
+    const rect = canvas().getBoundingClientRect();
+    const z = state.zoom;
+    const wx = (clientX - rect.left - z.tx) / z.k;
+    const wy = (clientY - rect.top - z.ty) / z.k;
+    return state.grid.near(wx, wy, 3 / z.k, 1 / Math.sqrt(z.k));
+  }
+
+  function nodeClientPos(id) {
+    if (!state.model || !state.model.index.has(id)) return null;
+    const rect = canvas().getBoundingClientRect();
+    const [sx, sy] = toScreen(state.model.index.get(id));
+    return { x: rect.left + sx, y: rect.top + sy };
+  }
+
+  function setHover(i) {
+    if (i === state.hover) return;
+    state.hover = i;
+    const tip = $("tooltip");
+    if (i < 0) {
+      tip.hidden = true;
+    } else {
+      const node = state.model.nodes[i];
+      const label = state.labels.get(node.node_id) || node.clerp || "";
+      tip.textContent = `${node.node_id} (${state.model.kind[i]})${label ? ": " + label : ""}`;
+      const [sx, sy] = toScreen(i);
+      tip.style.left = `${sx + 12}px`;
+      tip.style.top = `${sy + 12}px`;
+      tip.hidden = false;
+    }
+    scheduleDraw(false);
+  }
+
+  function installCanvasEvents() {
+    const c = canvas();
+    let drag = null;
+    c.addEventListener("mousemove", (ev) => {
+      if (drag) {
+        const dx = ev.clientX - drag.x;
+        const dy = ev.clientY - drag.y;
+        if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+        if (drag.moved) {
+          state.zoom.tx = drag.tx + dx;
+          state.zoom.ty = drag.ty + dy;
+          scheduleDraw(false);
+          settle();
+        }
+        return;
+      }
+      setHover(nodeAt(ev.clientX, ev.clientY));
+    });
+    c.addEventListener("mouseleave", () => setHover(-1));
+    c.addEventListener("mousedown", (ev) => {
+      drag = { x: ev.clientX, y: ev.clientY, tx: state.zoom.tx, ty: state.zoom.ty, moved: false };
+    });
+    window.addEventListener("mouseup", (ev) => {
+      const d = drag;
+      drag = null;
+      if (!d || d.moved || ev.target !== c) return;
+      const i = nodeAt(ev.clientX, ev.clientY);
+      if (ev.ctrlKey || ev.metaKey) {
+        if (i >= 0) togglePin(state.model.nodes[i].node_id);
+        return;
+      }
+      select(i);
+    });
+    c.addEventListener(
+      "wheel",
+      (ev) => {
+        if (!state.model) return;
+        ev.preventDefault();
+        const rect = c.getBoundingClientRect();
+        const mx = ev.clientX - rect.left;
+        const my = ev.clientY - rect.top;
+        const z = state.zoom;
+        const k = Math.min(40, Math.max(0.5, z.k * Math.exp(-ev.deltaY * 0.0015)));
+        z.tx = mx - ((mx - z.tx) * k) / z.k;
+        z.ty = my - ((my - z.ty) * k) / z.k;
+        z.k = k;
+        scheduleDraw(false);
+        settle();
+      },
+      { passive: false }
+    );
+    new ResizeObserver(() => state.view === "graph" && resizeCanvas()).observe($("canvas-wrap"));
+  }
+
+  // ---------------------------------------------------------------- panel
+  function select(i) {
+    state.selected = i;
+    updatePanel();
+    scheduleDraw(false);
+  }
+
+  function kindName(kind) {
+    return { feature: "feature", error: "error (MLP reconstruction)", token: "token", logit: "logit" }[
+      kind
+    ];
+  }
+
+  function edgeRows(tbody, edges) {
+    const model = state.model;
+    tbody.replaceChildren();
+    for (const e of edges) {
+      const other = model.nodes[e.other];
+      const label = state.labels.get(other.node_id) || other.clerp || "";
+      const tr = el(
+        "tr",
+        { "data-testid": "edge-row", "data-node-id": other.node_id, "data-weight": String(e.weight) },
+        el(
+          "td",
+          { class: "link", title: label },
+          el("span", { class: `kind-dot ${model.kind[e.other]}` }),
+          `${other.node_id}${label ? " \u2014 " + label : ""}`
+        ),
+        el("td", { class: `num ${e.weight < 0 ? "neg" : "pos"}`, text: fmt(e.weight, 4) })
+      );
+      tr.addEventListener("click", () => select(e.other));
+      tbody.append(tr);
+    }
+    if (!edges.length) tbody.append(el("tr", {}, el("td", { colspan: "2", text: "none" })));
+  }
+
+  function updatePanel() {
+    const i = state.selected;
+    const model = state.model;
+    $("panel-empty").hidden = i >= 0;
+    $("panel-body").hidden = i < 0;
+    if (i < 0 || !model) return;
+    const node = model.nodes[i];
+    const kind = model.kind[i];
+    $("panel-node-id").textContent = node.node_id;
+    $("panel-kind").textContent = kindName(kind);
+    $("panel-kind").dataset.kind = kind;
+    $("panel-layer").textContent = node.layer;
+    $("panel-pos").textContent = String(node.ctx_idx);
+    const token = kind === "logit" ? CT.logitToken(node) : model.tokens[node.ctx_idx];
+    $("panel-token").textContent = token === null || token === undefined ? "" : `"${showToken(token)}"`;
+    const fi = CT.featureIndex(node);
+    $("panel-feature").textContent =
+      kind === "feature" ? `#${fi} (id ${node.feature})` : kind === "logit" ? `vocab ${node.feature}` : "";
+    const act = $("panel-activation");
+    act.textContent = node.activation === null || node.activation === undefined ? "" : fmt(node.activation, 4);
+    act.dataset.value = node.activation === null || node.activation === undefined ? "" : String(node.activation);
+    $("panel-influence").textContent = fmt(node.influence, 4);
+    $("panel-clerp").textContent = node.clerp || "";
+    $("panel-label").textContent = state.labels.get(node.node_id) || "";
+    $("label-input").value = state.labels.get(node.node_id) || "";
+    $("pin-toggle").textContent = state.pinned.includes(node.node_id) ? "Unpin" : "Pin";
+    edgeRows($("panel-incoming").tBodies[0], CT.topEdges(model, i, "in", 10));
+    edgeRows($("panel-outgoing").tBodies[0], CT.topEdges(model, i, "out", 10));
+  }
+
+  // ---------------------------------------------------------------- pinning, subgraph
+  function togglePin(id) {
+    const k = state.pinned.indexOf(id);
+    if (k >= 0) state.pinned.splice(k, 1);
+    else state.pinned.push(id);
+    updatePinned();
+    updatePanel();
+    scheduleDraw(false);
+  }
+
+  function updatePinned() {
+    const list = $("pinned-list");
+    list.replaceChildren();
+    const model = state.model;
+    for (const id of state.pinned) {
+      const i = model ? model.index.get(id) : undefined;
+      const kind = i === undefined ? "gone" : model.kind[i];
+      const label = state.labels.get(id) || (i !== undefined ? model.nodes[i].clerp : "") || "";
+      const li = el(
+        "li",
+        { "data-testid": "pinned-item", "data-node-id": id },
+        el("span", { class: `kind-dot ${kind}` }),
+        el("span", { class: "link", text: `${id}${label ? " \u2014 " + label : ""}` }),
+        el("button", { type: "button", class: "x", title: "unpin", text: "\u00d7" })
+      );
+      li.querySelector(".link").addEventListener("click", () => i !== undefined && select(i));
+      li.querySelector("button").addEventListener("click", () => togglePin(id));
+      list.append(li);
+    }
+    drawSubgraph();
+    updateSteerTable();
+  }
+
+  function drawSubgraph() {
+    const c = $("subgraph-canvas");
+    const ctx = c.getContext("2d");
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, c.width, c.height);
+    const model = state.model;
+    if (!model) return;
+    const idx = state.pinned.map((id) => model.index.get(id)).filter((i) => i !== undefined);
+    if (!idx.length) {
+      ctx.fillStyle = "#999";
+      ctx.font = "12px sans-serif";
+      ctx.fillText("Ctrl/Cmd-click nodes to pin them", 10, 20);
+      return;
+    }
+    // Positions: layer rows and token columns of the pinned nodes only.
+    const rows = [...new Set(idx.map((i) => model.row[i]))].sort((a, b) => a - b);
+    const cols = [...new Set(idx.map((i) => model.pos[i]))].sort((a, b) => a - b);
+    const pos = new Map();
+    const cells = new Map();
+    for (const i of idx) {
+      const key = `${model.pos[i]}:${model.row[i]}`;
+      if (!cells.has(key)) cells.set(key, []);
+      cells.get(key).push(i);
+    }
+    const colW = c.width / cols.length;
+    for (const members of cells.values()) {
+      members.forEach((i, k) => {
+        const x0 = cols.indexOf(model.pos[i]) * colW;
+        const cx = x0 + ((k + 0.5) / members.length) * colW;
+        const cy =
+          c.height - ((rows.indexOf(model.row[i]) + 0.5) / rows.length) * (c.height - 16) - 8 + (k % 2) * 10;
+        pos.set(i, [cx, cy]);
+      });
+    }
+    const set = new Set(idx);
+    for (const i of idx) {
+      for (let k = model.outStart[i]; k < model.outStart[i + 1]; k++) {
+        const e = model.outList[k];
+        const t = model.dst[e];
+        if (!set.has(t)) continue;
+        const [x0, y0] = pos.get(i);
+        const [x1, y1] = pos.get(t);
+        ctx.beginPath();
+        ctx.moveTo(x0, y0);
+        ctx.lineTo(x1, y1);
+        ctx.strokeStyle = (model.w[e] < 0 ? COLORS.neg : COLORS.pos).replace("ALPHA", "0.8");
+        ctx.lineWidth = 0.8 + 3 * Math.sqrt(Math.abs(model.w[e]) / model.maxAbs);
+        ctx.stroke();
+      }
+    }
+    ctx.font = "10px sans-serif";
+    for (const i of idx) {
+      const [x, y] = pos.get(i);
+      ctx.beginPath();
+      nodePath(ctx, model.kind[i], x, y, 5);
+      ctx.fillStyle = COLORS[model.kind[i]];
+      ctx.fill();
+      ctx.fillStyle = "#222";
+      const label = state.labels.get(model.nodes[i].node_id) || model.nodes[i].node_id;
+      ctx.fillText(label.slice(0, 18), x + 7, y - 4);
+    }
+  }
+
+  // ---------------------------------------------------------------- annotations
+  async function postAnnotation(kind, nodeIds, text) {
+    if (!canAnnotate()) throw new Error("annotations are disabled for imported graphs");
+    const who = author();
+    if (!who) throw new Error("enter your name in the author field first");
+    localStorage.setItem(AUTHOR_KEY, who);
+    const a = await api(`/api/graphs/${encodeURIComponent(state.graphId)}/annotations`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ author: who, kind, node_ids: nodeIds, text }),
+    });
+    state.annotations.push(a);
+    rebuildLabels();
+    return a;
+  }
+
+  async function saveLabel() {
+    if (state.selected < 0) return;
+    const id = state.model.nodes[state.selected].node_id;
+    const text = $("label-input").value.trim();
+    if (!text) return setStatus("the label is empty", true);
+    try {
+      await postAnnotation("label", [id], text);
+      setStatus(`label saved for ${id}`);
+    } catch (err) {
+      setStatus(`could not save the label: ${err.message}`, true);
+    }
+  }
+
+  async function createSupernode() {
+    const name = $("supernode-name").value.trim();
+    if (!name) return setStatus("name the supernode first", true);
+    if (!state.pinned.length) return setStatus("pin the nodes to group first", true);
+    try {
+      await postAnnotation("supernode", state.pinned.slice(), name);
+      $("supernode-name").value = "";
+      setStatus(`supernode "${name}" saved`);
+    } catch (err) {
+      setStatus(`could not save the supernode: ${err.message}`, true);
+    }
+  }
+
+  async function deleteAnnotation(a) {
+    try {
+      await api(`/api/graphs/${encodeURIComponent(state.graphId)}/annotations/${a.id}`, {
+        method: "DELETE",
+      });
+      state.annotations = state.annotations.filter((x) => x.id !== a.id);
+      rebuildLabels();
+    } catch (err) {
+      setStatus(`could not delete: ${err.message}`, true);
+    }
+  }
+
+  function updateSupernodes() {
+    const list = $("supernode-list");
+    list.replaceChildren();
+    for (const a of state.annotations) {
+      if (a.kind !== "supernode") continue;
+      const li = el(
+        "li",
+        { "data-testid": "supernode-item", "data-annotation-id": a.id },
+        el("span", { class: "sn-name link", text: a.text }),
+        el("span", { class: "sn-members", text: ` (${a.node_ids.join(", ")})` }),
+        a.author ? el("span", { class: "sn-author", text: ` by ${a.author}` }) : null
+      );
+      li.querySelector(".sn-name").addEventListener("click", () => {
+        state.pinned = a.node_ids.filter((id) => state.model && state.model.index.has(id));
+        updatePinned();
+        updatePanel();
+        scheduleDraw(false);
+      });
+      if (canAnnotate()) {
+        const del = el("button", { type: "button", class: "x sn-delete", title: "delete", text: "\u00d7" });
+        del.addEventListener("click", () => deleteAnnotation(a));
+        li.append(del);
+      }
+      list.append(li);
+    }
+    if (!list.children.length) list.append(el("li", { class: "hint", text: "none yet" }));
+  }
+
+  // ---------------------------------------------------------------- search
+  function applySearch(keepSelection) {
+    const q = $("search").value.trim().toLowerCase();
+    const model = state.model;
+    state.matches = [];
+    state.matchCursor = 0;
+    if (q && model) {
+      const asInt = /^-?\d+$/.test(q) ? Number(q) : null;
+      for (let i = 0; i < model.n; i++) {
+        const node = model.nodes[i];
+        const label = (state.labels.get(node.node_id) || "").toLowerCase();
+        const hit =
+          node.node_id.toLowerCase().includes(q) ||
+          (label && label.includes(q)) ||
+          (node.clerp && node.clerp.toLowerCase().includes(q)) ||
+          (asInt !== null && model.kind[i] === "feature" && (CT.featureIndex(node) === asInt || node.feature === asInt));
+        if (hit) state.matches.push(i);
+      }
+      // Exact id first, then labels.
+      state.matches.sort((a, b) => (model.nodes[b].node_id.toLowerCase() === q) - (model.nodes[a].node_id.toLowerCase() === q));
+      if (state.matches.length && !keepSelection) select(state.matches[0]);
+    }
+    $("search-count").textContent = q ? `${state.matches.length} match(es)` : "";
+    $("search-count").dataset.count = String(state.matches.length);
+    scheduleDraw(false);
+  }
+
+  function nextMatch() {
+    if (!state.matches.length) return;
+    state.matchCursor = (state.matchCursor + 1) % state.matches.length;
+    select(state.matches[state.matchCursor]);
+  }
+
+  // ---------------------------------------------------------------- thresholds
+  function syncThresholdInputs() {
+    $("node-threshold").value = String(state.nodeThreshold);
+    $("edge-threshold").value = String(state.edgeThreshold);
+    $("node-threshold-value").textContent = Number(state.nodeThreshold).toFixed(2);
+    $("edge-threshold-value").textContent = Number(state.edgeThreshold).toFixed(2);
+  }
+
+  const refetch = debounce(() => {
+    if (state.source !== "server" || !state.graphId) return;
+    const h = graphHash(state.graphId);
+    history.replaceState(null, "", h);
+    openGraph(state.graphId);
+  }, 250);
+
+  function onThreshold() {
+    state.nodeThreshold = Number($("node-threshold").value);
+    state.edgeThreshold = Number($("edge-threshold").value);
+    syncThresholdInputs();
+    if (state.source === "imported") {
+      setStatus("thresholds apply to server graphs only (an imported graph is shown as is)");
+      return;
+    }
+    refetch();
+  }
+
+  // ---------------------------------------------------------------- steering
+  function updateSteerTable() {
+    const body = $("steer-table").tBodies[0];
+    body.replaceChildren();
+    const model = state.model;
+    const feats = state.pinned.filter((id) => model && model.kind[model.index.get(id)] === "feature");
+    for (const id of feats) {
+      const s = state.steerSettings.get(id) || { mode: "multiplier", amount: "2" };
+      state.steerSettings.set(id, s);
+      const mode = el(
+        "select",
+        { class: "steer-mode", "aria-label": "mode" },
+        el("option", { value: "multiplier", text: "\u00d7 multiplier" }),
+        el("option", { value: "value", text: "= value" })
+      );
+      mode.value = s.mode;
+      mode.addEventListener("change", () => (s.mode = mode.value));
+      const amount = el("input", { class: "steer-amount", type: "number", step: "any", value: s.amount });
+      amount.addEventListener("input", () => (s.amount = amount.value));
+      body.append(
+        el(
+          "tr",
+          { "data-testid": "steer-input-row", "data-node-id": id },
+          el("td", { text: state.labels.get(id) ? `${id} (${state.labels.get(id)})` : id }),
+          el("td", {}, mode),
+          el("td", {}, amount)
+        )
+      );
+    }
+    if (!feats.length) {
+      body.append(el("tr", {}, el("td", { colspan: "3", class: "hint", text: "pin feature nodes" })));
+    }
+    $("steer-run").disabled = !feats.length || !canAnnotate();
+  }
+
+  async function runSteer() {
+    const errBox = $("steer-error");
+    errBox.textContent = "";
+    if (!canAnnotate()) {
+      errBox.textContent = "steering is disabled for imported graphs";
+      return;
+    }
+    const interventions = [];
+    for (const tr of $("steer-table").tBodies[0].querySelectorAll("tr[data-node-id]")) {
+      const mode = tr.querySelector(".steer-mode").value;
+      const amount = Number(tr.querySelector(".steer-amount").value);
+      if (!isFinite(amount)) {
+        errBox.textContent = `not a number for ${tr.dataset.nodeId}`;
+        return;
+      }
+      interventions.push({ node_id: tr.dataset.nodeId, [mode]: amount });
+    }
+    const btn = $("steer-run");
+    btn.disabled = true;
+    document.body.dataset.steer = "running";
+    try {
+      const res = await api(`/api/graphs/${encodeURIComponent(state.graphId)}/steer`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({
+          interventions,
+          freeze_attention: $("freeze-attention").checked,
+          top: 10,
+        }),
+      });
+      const body = $("steer-results").tBodies[0];
+      body.replaceChildren();
+      for (const ch of res.changes) {
+        const d = ch.prob_after - ch.prob_before;
+        body.append(
+          el(
+            "tr",
+            { "data-testid": "steer-row", "data-token": ch.token },
+            el("td", { text: `"${showToken(ch.token)}"` }),
+            el("td", { class: "num p-before", "data-value": String(ch.prob_before), text: fmt(ch.prob_before, 4) }),
+            el("td", { class: "num p-after", "data-value": String(ch.prob_after), text: fmt(ch.prob_after, 4) }),
+            el("td", {
+              class: `num p-delta ${d < 0 ? "neg" : "pos"}`,
+              "data-value": String(d),
+              text: (d >= 0 ? "+" : "") + fmt(d, 4),
+            })
+          )
+        );
+      }
+      document.body.dataset.steer = "done";
+      setStatus(`steered ${interventions.length} feature(s)`);
+    } catch (err) {
+      document.body.dataset.steer = "error";
+      errBox.textContent = err.message;
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- export / import
+  function exportDocument() {
+    if (!state.doc) return;
+    const doc = JSON.parse(JSON.stringify(state.doc));
+    doc.qParams = Object.assign({}, doc.qParams, {
+      pinnedIds: state.pinned.slice(),
+      supernodes: state.annotations.filter((a) => a.kind === "supernode").map((a) => [a.text, ...a.node_ids]),
+      clickedId: state.selected >= 0 ? state.model.nodes[state.selected].node_id : "",
+    });
+    for (const node of doc.nodes) {
+      const label = state.labels.get(node.node_id);
+      if (label && !node.clerp) node.clerp = label;
+    }
+    const blob = new Blob([JSON.stringify(doc)], { type: "application/json" });
+    const a = el("a", {
+      href: URL.createObjectURL(blob),
+      download: `${(doc.metadata && doc.metadata.slug) || state.graphId || "graph"}.json`,
+    });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 5000);
+  }
+
+  function importFile(file) {
+    const reader = new FileReader();
+    reader.onload = () => {
+      try {
+        const t0 = performance.now();
+        const doc = JSON.parse(reader.result);
+        timings.parseMs = performance.now() - t0;
+        timings.fetchMs = 0;
+        loadToken++;
+        loadDocument(doc, { source: "imported", id: null });
+        timings.totalMs = performance.now() - t0;
+        history.pushState(null, "", "#/imported");
+      } catch (err) {
+        document.body.dataset.state = "error";
+        setStatus(`could not import ${file.name}: ${err.message}`, true);
+      }
+    };
+    reader.onerror = () => setStatus(`could not read ${file.name}`, true);
+    reader.readAsText(file);
+  }
+
+  // ---------------------------------------------------------------- wiring
+  function init() {
+    $("author").value = localStorage.getItem(AUTHOR_KEY) || "";
+    $("author").addEventListener("change", () => localStorage.setItem(AUTHOR_KEY, author()));
+    $("filter-model").addEventListener("change", () => refreshIndex().catch((e) => setStatus(e.message, true)));
+    $("filter-q").addEventListener(
+      "input",
+      debounce(() => refreshIndex().catch((e) => setStatus(e.message, true)), 200)
+    );
+    $("node-threshold").addEventListener("input", onThreshold);
+    $("edge-threshold").addEventListener("input", onThreshold);
+    $("search").addEventListener("input", debounce(() => applySearch(), 150));
+    $("search").addEventListener("keydown", (ev) => ev.key === "Enter" && nextMatch());
+    $("label-save").addEventListener("click", saveLabel);
+    $("label-input").addEventListener("keydown", (ev) => ev.key === "Enter" && saveLabel());
+    $("pin-toggle").addEventListener("click", () => {
+      if (state.selected >= 0) togglePin(state.model.nodes[state.selected].node_id);
+    });
+    $("unpin-all").addEventListener("click", () => {
+      state.pinned = [];
+      updatePinned();
+      updatePanel();
+      scheduleDraw(false);
+    });
+    $("supernode-create").addEventListener("click", createSupernode);
+    $("steer-run").addEventListener("click", runSteer);
+    $("export-btn").addEventListener("click", exportDocument);
+    $("import-file").addEventListener("change", (ev) => {
+      const f = ev.target.files && ev.target.files[0];
+      if (f) importFile(f);
+      ev.target.value = "";
+    });
+    $("reset-view").addEventListener("click", () => {
+      state.zoom = { k: 1, tx: 0, ty: 0 };
+      scheduleDraw(true);
+    });
+    installCanvasEvents();
+    window.addEventListener("hashchange", route);
+    syncThresholdInputs();
+    route();
+  }
+
+  window.ctViewer = {
+    state,
+    timings,
+    nodeClientPos,
+    loadDocument,
+    hover(id) {
+      const t = performance.now();
+      state.hover = id === null || id === undefined ? -1 : state.model.index.get(id);
+      drawOverlay();
+      flush();
+      return performance.now() - t;
+    },
+    redraw() {
+      return drawAll(true);
+    },
+  };
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

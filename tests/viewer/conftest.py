@@ -1,0 +1,47 @@
+"""A small real lake for the viewer tests: the tiny model's 2 prompts, materialized once per
+module, plus a folder with one JSON graph file (a copy of a lake graph's viewer file)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.assets.conftest import PROMPTS, tiny_lakehouse_files, write_config  # noqa: F401
+
+
+@dataclass
+class ViewerLake:
+    config: object  # LakehouseConfig
+    files_dir: Path  # one JSON graph: file__copy (the second prompt's graph)
+    ids: list[str]  # lake graph ids, in PROMPTS order
+
+
+@pytest.fixture(scope="module")
+def viewer_lake(tmp_path_factory, tiny_lakehouse_files) -> ViewerLake:  # noqa: F811
+    import dagster as dg
+
+    from ct_assets.defs.assets.files import GRAPH_FILES, graph_slug
+    from ct_assets.lib.config import load_config
+    from ct_assets.lib.keys import prompt_key
+    from ct_assets.lib.resources import clear_model_cache
+    from ct_assets.lib.runner import materialize
+
+    folder = tmp_path_factory.mktemp("viewer-lakehouse")
+    config = load_config(write_config(folder, tiny_lakehouse_files))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CT_CONFIG", str(config.path))
+        mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
+        (folder / "dagster_home").mkdir()
+        clear_model_cache()
+        with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
+            assert materialize(config, "tiny", PROMPTS, instance).success
+        clear_model_cache()
+    ids = [graph_slug("tiny", prompt_key(p)) for p in PROMPTS]
+    files_dir = folder / "graph-files"
+    files_dir.mkdir()
+    source = config.lake / "files" / GRAPH_FILES / "model=tiny" / f"{ids[1]}.json"
+    shutil.copy(source, files_dir / "copy.json")
+    return ViewerLake(config, files_dir, ids)
