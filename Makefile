@@ -8,15 +8,16 @@ export TRANSFORMERS_OFFLINE ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: setup demo test lint bench dagster mlflow
+.PHONY: setup demo test lint bench dagster mlflow viewer
 
 setup: $(VENV)/.installed
 
 # torch is pinned to 2.13.0 in pyproject.toml: pip takes the local CPU wheel for it.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml scripts/ensure_browser.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	bash scripts/ensure_browser.sh
 	touch $@
 
 demo: setup
@@ -27,8 +28,14 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+# The viewer's browser tests must run, not skip: Debian's chromium is installed when missing.
 test: lint
-	$(BIN)/pytest
+	bash scripts/ensure_browser.sh
+	CT_REQUIRE_BROWSER=1 $(BIN)/pytest
+
+# The graph viewer on http://127.0.0.1:8041 (graphs of the lake, annotations, steering).
+viewer: setup
+	$(BIN)/ct serve
 
 # The Dagster UI (webserver + daemon) and the MLflow UI, both on 127.0.0.1 only.
 dagster: setup
@@ -44,3 +51,5 @@ bench: setup
 	$(BIN)/python benchmarks/bench_prune.py
 	$(BIN)/python benchmarks/make_bench_model.py
 	$(BIN)/python benchmarks/bench_attribution.py --repeats 2
+	$(BIN)/python benchmarks/bench_lakehouse.py
+	$(BIN)/python benchmarks/bench_viewer.py
