@@ -1,0 +1,1 @@
+"""Model families: presets, tiny replicas in the hub formats, attribution on each."""
