@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from ct_engine.graph import ModelConfig
-from ct_engine.presets import resolve_model
+from ct_engine.presets import check_prompt_prefix, is_gemma3_it, resolve_model, zero_positions_for
 from ct_engine.replacement.backend import Backend
 from ct_engine.transcoders import TranscoderFormatError, Transcoders, load_transcoders
 
-BACKENDS = ("transformerlens",)
+BACKENDS = ("transformerlens", "nnsight")
 
 # Names accepted for a dtype on the command line (circuit-tracer's choices) -> torch dtype name.
 DTYPE_NAMES = {
@@ -101,7 +101,7 @@ class ReplacementModel:
             model_name_or_dir: local directory with ``config.json`` and weights, or a hub id.
             transcoders: a transcoder reference (local folder, ``owner/repo[/sub][@rev]``,
                 ``hf://...``, ``gemma``, ``llama``) or already-loaded :class:`Transcoders`.
-            backend: ``"transformerlens"``.
+            backend: ``"transformerlens"`` or ``"nnsight"``.
             device: defaults to CUDA when available, else CPU.
             dtype: model and transcoder dtype.
             lazy_encoder, lazy_decoder: read transcoder weights from disk on demand.
@@ -130,10 +130,13 @@ class ReplacementModel:
                 cache_dir=cache_dir,
             )
 
-        from ct_engine.replacement.transformerlens import TransformerLensBackend
+        if backend == "nnsight":
+            from ct_engine.replacement.nnsight import NNsightBackend as backend_cls
+        else:
+            from ct_engine.replacement.transformerlens import TransformerLensBackend as backend_cls
 
         try:
-            impl = TransformerLensBackend.load(name, load_tc, device=device, dtype=dtype)
+            impl = backend_cls.load(name, load_tc, device=device, dtype=dtype)
         except (TranscoderFormatError, ModelLoadError):
             raise
         except (OSError, ValueError, KeyError) as err:
@@ -141,7 +144,8 @@ class ReplacementModel:
                 f"could not load model {name!r}: {err}. Give a local Hugging Face model "
                 "directory (config.json + weights + tokenizer) or a hub id while online."
             ) from err
-        return cls(impl, impl.transcoders, model_name=str(model_name_or_dir))
+        name = str(model_name_or_dir)
+        return cls(impl, impl.transcoders, model_name=name, zero_positions=zero_positions_for(name))
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -283,7 +287,10 @@ class ReplacementModel:
                 f"[0, {self.d_vocab})"
             )
         specials = set(self.tokenizer.all_special_ids)
-        if int(tokens[0]) not in specials:
+        if is_gemma3_it(self.model_name):
+            # Instruction-tuned Gemma-3: the chat prefix is required, nothing is prepended.
+            check_prompt_prefix(self.model_name, tokens)
+        elif int(tokens[0]) not in specials:
             tok = self.tokenizer
             candidates = [tok.bos_token_id, tok.pad_token_id, tok.eos_token_id]
             candidates += list(tok.all_special_ids)
