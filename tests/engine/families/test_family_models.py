@@ -1,9 +1,8 @@
 """Each family's replica loads as a ReplacementModel through its preset, attributes, and every
 checked edge equals the frozen model's finite-difference effect (spec §11.1).
 
-Every replica runs on the TransformerLens backend (``TransformerBridge`` boots all five
-architectures, GPT-OSS and Gemma-3 included); presets whose circuit-tracer backend is NNsight
-run on that backend too.
+Every replica runs on both backends: TransformerLens (``TransformerBridge`` boots all five
+architectures, GPT-OSS and Gemma-3 included) and nnsight.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ FAMILY_PRESETS = [
 
 def _cases():
     for name in FAMILY_PRESETS:
-        for backend in dict.fromkeys(("transformerlens", preset(name).backend)):
+        for backend in ("transformerlens", "nnsight"):
             marks = []
             if backend not in BACKENDS:
                 marks.append(
