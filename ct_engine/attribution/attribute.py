@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ct_engine.attribution.context import AttributionContext, build_context
+from ct_engine.attribution.memory import check_memory, estimate_memory
 from ct_engine.attribution.rows import RowComputer
 from ct_engine.attribution.targets import AttributionTargets, TargetSpec
 from ct_engine.graph import Graph, compute_partial_influences
@@ -71,7 +72,8 @@ def attribute(
 
     Raises:
         ValueError: an empty or too-long prompt, bad targets, ``batch_size < 1`` and other
-            out-of-range arguments.
+            out-of-range arguments; :class:`~ct_engine.attribution.memory.InsufficientMemoryError`
+            (a ValueError) when the predicted peak memory exceeds the free memory.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -96,6 +98,12 @@ def attribute(
             desired_logit_prob=desired_logit_prob,
         )
     n_act = ctx.n_features
+    # Stop early, with a suggestion, when the predicted peak does not fit the free memory.
+    kwargs = dict(batch_size=batch_size, max_feature_nodes=max_feature_nodes, offload=offload)
+    estimate = estimate_memory(
+        model, ctx.tokens, **kwargs, n_targets=len(targets), n_active_features=n_act
+    )
+    check_memory(estimate, verbose=verbose)
     n_rows = n_act if max_feature_nodes is None else min(max_feature_nodes, n_act)
     with _offloaded(model, offload):
         if n_rows == n_act:
