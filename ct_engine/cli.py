@@ -99,6 +99,11 @@ def build_parser(extensions: Sequence = ()) -> argparse.ArgumentParser:
     attr.add_argument(
         "--features_dir", help="accepted for circuit-tracer compatibility; not used (yet)"
     )
+    attr.add_argument(
+        "--estimate-memory",
+        action="store_true",
+        help="print the predicted peak memory and a batch size that fits, then exit",
+    )
     _add_attribution_flags(attr, batch_size=256)
 
     inter = sub.add_parser(
@@ -336,6 +341,20 @@ def main(argv: list[str] | None = None, extensions: Sequence = ()) -> int:
             out = workdir / "graph.safetensors"
             graph.save(out)
             print(f"graph saved to {out}")
+        elif args.command == "attribute" and args.estimate_memory:
+            from ct_engine.attribution.memory import memory_report
+
+            model = _load_model_from_args(args)
+            print(
+                memory_report(
+                    model,
+                    args.prompt,
+                    batch_size=args.batch_size,
+                    max_feature_nodes=args.max_feature_nodes,
+                    offload=args.offload,
+                    n_targets=args.max_n_logits,
+                )
+            )
         elif args.command == "attribute":
             _check_outputs(args)
             graph, model = _run_attribution(args, lambda: _load_model_from_args(args))

@@ -66,3 +66,10 @@ def test_attribute_cli_targets_and_graph_files(tmp_path, capsys, monkeypatch):
     graph = Graph.from_pt(pt)
     assert graph.logit_targets[0].token_str == "Ludus - Shaivir"
     assert graph.logit_targets[0].vocab_idx >= graph.cfg.d_vocab
+
+
+def test_attribute_cli_estimates_memory(capsys):
+    assert main(["attribute", *MODEL_ARGS, *PROMPT, "--estimate-memory"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted peak" in out and "largest batch size that fits" in out
+    assert "N_act=109 (measured)" in out  # the demo prompt's active features
