@@ -42,6 +42,11 @@ FROZEN_COEFFICIENTS: dict[str, dict[str, float]] = {
     "qwen3": {"d_model": 4.0, "heads": 3.55, "d_mlp": 0.0, "attn": 2.0, "scalar": 6.0},
     "gemma2": {"d_model": 6.0, "heads": 2.05, "d_mlp": 3.0, "attn": 3.0, "scalar": 7.5},
 }
+# On CUDA, Gemma-2's MLP internals are not retained: on an H200 (real Gemma-2-2B sizes,
+# random weights, bf16 and fp32, 32 and 128 tokens, batch 256) the CPU coefficients above
+# overestimated the peak 3.2-4.5x; without the d_mlp term the estimate is 1.5-2.3x the measured
+# peak, like Llama's 1.5-1.6x (benchmarks/results/gpu_real_size.md).
+CUDA_OVERRIDES: dict[str, dict[str, float]] = {"gemma2": {"d_mlp": 0.0}}
 _FROZEN_GLOBAL_D_MODEL = 2.0  # embedding leaf + final residual
 # Autograd workspace during one backward, in B·T·D tensors of the model dtype.
 _BACKWARD_WORKSPACE = 4.0
@@ -274,6 +279,8 @@ def _predict(x: _Inputs, batch_size: int, source: str) -> MemoryEstimate:
         + x.grouped_decoder_rows * D * s  # RowComputer's per-layer padded decoder rows
     )
     c = FROZEN_COEFFICIENTS.get(x.family, FROZEN_COEFFICIENTS["gemma2"])
+    if x.device == "cuda":
+        c = {**c, **CUDA_OVERRIDES.get(x.family, {})}
     per_layer = (
         B * T * (c["d_model"] * D + c["heads"] * x.n_heads * x.d_head + c["d_mlp"] * x.d_mlp) * s
         + c["attn"] * B * x.n_heads * T * T * s

@@ -85,7 +85,8 @@ class AttributionTargets:
             if not 0.0 < desired_logit_prob <= 1.0:
                 raise ValueError(f"desired_logit_prob must be in (0, 1], got {desired_logit_prob}")
             top_p, top_ids = probs.topk(min(max_n_logits, vocab))
-            cutoff = int(torch.searchsorted(top_p.cumsum(0), torch.tensor(desired_logit_prob)))
+            threshold = torch.tensor(desired_logit_prob, device=top_p.device, dtype=top_p.dtype)
+            cutoff = int(torch.searchsorted(top_p.cumsum(0), threshold))
             ids = top_ids[: min(cutoff + 1, len(top_ids))]
             return cls._from_ids(ids, probs, unembedding, tokenizer)
         if isinstance(spec, torch.Tensor):
