@@ -12,7 +12,7 @@ import torch
 
 from ct_engine.attribution import attribute
 from ct_engine.attribution.oracle import check_edges
-from ct_engine.presets import GEMMA3_IT_PREFIX, load_preset, preset
+from ct_engine.presets import GEMMA3_IT_PREFIX, PRESETS, load_preset, preset
 from ct_engine.replacement.model import BACKENDS
 from ct_engine.transcoders import parse_transcoder_ref
 
@@ -96,3 +96,21 @@ def test_replica_attributes_and_passes_the_oracle(name, backend, replica, hub):
         )
         nonzero += int(c.predicted_features.abs().max() > 1e-3)
     assert nonzero > len(checks) // 2
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_loads_its_replica(name, replica, hub):
+    """Every row of the supported-models table: its replica loads on the preset's backend,
+    with the preset's hooks and zero positions, and runs a forward pass."""
+    p = preset(name)
+    model = load_preset(name, model_dir=replica(name).model_dir, device="cpu")
+    assert model.backend == p.backend
+    tc = model.transcoders
+    assert (tc.feature_input_hook, tc.feature_output_hook) == (
+        p.feature_input_hook,
+        p.feature_output_hook,
+    )
+    assert model.zero_positions == p.zero_positions
+    logits, acts = model.get_activations(_prompt(model, name))
+    assert torch.isfinite(logits).all() and acts.shape[0] == model.n_layers
+    assert (acts[:, : p.zero_positions.stop] == 0).all()
