@@ -3,11 +3,12 @@
 :func:`build_replica` writes, for a preset name of :data:`ct_engine.presets.PRESETS`:
 
 * a small Hugging Face model of the preset's architecture (``Gemma2ForCausalLM``,
-  ``LlamaForCausalLM``, ``Qwen3ForCausalLM``, ``GptOssForCausalLM``, ``Gemma3ForCausalLM``)
-  with random weights and a word-level tokenizer, in ``<root>/models/<model_id>`` (so a
-  Gemma-3 ``-it`` replica lives in a folder whose name ends with ``-it``); the Gemma-3 tokenizer
-  has the chat tokens at their real ids (``<bos>`` 2, ``<start_of_turn>`` 105, ``\\n`` 107,
-  ``user`` 2364) and a chat template;
+  ``LlamaForCausalLM``, ``Qwen3ForCausalLM``, ``GptOssForCausalLM``, ``Gemma3ForCausalLM``,
+  and for Gemma-3 4B/12B/27B the multimodal ``Gemma3ForConditionalGeneration``: the tiny
+  text model plus a one-layer SigLIP vision tower) with random weights and a word-level
+  tokenizer, in ``<root>/models/<model_id>`` (so a Gemma-3 ``-it`` replica lives in a folder
+  whose name ends with ``-it``); the Gemma-3 tokenizer has the chat tokens at their real ids
+  (``<bos>`` 2, ``<start_of_turn>`` 105, ``\\n`` 107, ``user`` 2364) and a chat template;
 * random transcoders in that repo's exact on-disk format, config keys and hooks, under
   ``<root>/hub/<owner>/<repo>/...`` — one folder per hub repo involved (GemmaScope and
   GemmaScope-2 configs list ``hf://google/...`` files of a second repo).
@@ -179,12 +180,44 @@ def _hf_config(family: str, spec: ReplicaSpec, vocab_size: int, special_ids: dic
     raise ValueError(f"no replica for family {family!r}")
 
 
+def _gemma3_multimodal_config(text_config):
+    """A ``Gemma3Config`` around ``text_config`` with a tiny SigLIP vision tower (one layer,
+    28-pixel images of 2x2 patches, 4 soft tokens per image)."""
+    from transformers import Gemma3Config, SiglipVisionConfig
+
+    vision = SiglipVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+        vision_use_head=False,
+    )
+    return Gemma3Config(
+        text_config=text_config,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        boi_token_index=text_config.vocab_size - 3,
+        eoi_token_index=text_config.vocab_size - 2,
+        image_token_index=text_config.vocab_size - 1,
+        pad_token_id=text_config.pad_token_id,
+        bos_token_id=text_config.bos_token_id,
+        eos_token_id=text_config.eos_token_id,
+    )
+
+
 def build_replica_model(
-    directory: str | Path, family: str, spec: ReplicaSpec | None = None
+    directory: str | Path,
+    family: str,
+    spec: ReplicaSpec | None = None,
+    architecture: str | None = None,
 ) -> Path:
     """Write a random Hugging Face causal LM of ``family`` with its tokenizer to ``directory``.
 
-    Norm gains are perturbed away from their init so that a missing gain shows up in tests.
+    ``architecture="Gemma3ForConditionalGeneration"`` (family ``gemma3``) wraps the text model
+    in the multimodal class the Gemma-3 4B/12B/27B checkpoints use. Norm gains are perturbed
+    away from their init so that a missing gain shows up in tests.
     """
     from transformers import AutoModelForCausalLM
 
@@ -198,8 +231,18 @@ def build_replica_model(
         vocab_size = build_tokenizer(directory)
         special = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
     config = _hf_config(family, spec, vocab_size, special)
+    multimodal = architecture == "Gemma3ForConditionalGeneration"
+    if multimodal:
+        if family != "gemma3":
+            raise ValueError(f"{architecture} replicas are Gemma-3 only, not {family!r}")
+        config = _gemma3_multimodal_config(config)
     torch.manual_seed(spec.seed)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    if multimodal:
+        from transformers import Gemma3ForConditionalGeneration
+
+        model = Gemma3ForConditionalGeneration._from_config(config, attn_implementation="eager")
+    else:
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.ndim == 1 and "norm" in name:
@@ -214,7 +257,9 @@ def build_replica_model(
             model.lm_head.weight.mul_(4.0)
     model.save_pretrained(directory)
     (directory / "replica_spec.json").write_text(
-        json.dumps({"family": family, **spec.__dict__}, indent=2)
+        json.dumps(
+            {"family": family, "architecture": type(model).__name__, **spec.__dict__}, indent=2
+        )
     )
     return directory
 
@@ -349,7 +394,7 @@ def build_replica(name: str, root: str | Path, spec: ReplicaSpec | None = None) 
     root = Path(root)
     model_dir = root / "models" / p.model_id
     if not (model_dir / "config.json").exists():
-        build_replica_model(model_dir, p.family, spec)
+        build_replica_model(model_dir, p.family, spec, architecture=p.architecture)
     hub_root = root / "hub"
     repo, sub = _split_ref(p.transcoders)
     if not (hub_root / repo / (sub or "") / "config.yaml").exists():

@@ -22,6 +22,13 @@ from typing import Protocol
 import torch
 
 
+def text_config(config):
+    """The decoder's Hugging Face config: ``config.text_config`` for a multimodal model
+    (Gemma-3 4B and larger), else ``config`` itself."""
+    text = getattr(config, "text_config", None)
+    return config if text is None else text
+
+
 @dataclass
 class CleanRun:
     """Activations of one unbatched forward pass.

@@ -16,7 +16,7 @@ import torch
 
 from ct_engine.graph import ModelConfig
 from ct_engine.presets import check_prompt_prefix, is_gemma3_it, resolve_model, zero_positions_for
-from ct_engine.replacement.backend import Backend
+from ct_engine.replacement.backend import Backend, text_config
 from ct_engine.transcoders import TranscoderFormatError, Transcoders, load_transcoders
 
 BACKENDS = ("transformerlens", "nnsight")
@@ -61,7 +61,7 @@ class ReplacementModel:
         self.model_name = model_name
         self.zero_positions = zero_positions
         self.tokenizer = backend_impl.tokenizer
-        hf_cfg = backend_impl.hf_model.config
+        hf_cfg = text_config(backend_impl.hf_model.config)
         self.cfg = ModelConfig(
             n_layers=backend_impl.n_layers,
             d_model=backend_impl.d_model,
@@ -187,7 +187,7 @@ class ReplacementModel:
 
     def zero_softcap(self) -> contextlib.AbstractContextManager:
         """Context manager: logits without Gemma-2's final softcap (a no-op elsewhere)."""
-        if getattr(self.impl.hf_model.config, "final_logit_softcapping", None) is None:
+        if getattr(text_config(self.impl.hf_model.config), "final_logit_softcapping", None) is None:
             return contextlib.nullcontext()
         return self.impl.zero_softcap()
 

@@ -35,17 +35,13 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ct_engine.replacement.backend import CleanRun, FreezeState, FrozenRun
+from ct_engine.replacement.backend import CleanRun, FreezeState, FrozenRun, text_config
 from ct_engine.replacement.edits import ForwardEdits, Pins, pin_prefix
 from ct_engine.replacement.nnsight_mapping import FamilyMapping, mapping_for
 from ct_engine.transcoders import Transcoders
 
 # A site handler gets the value at a location and returns its replacement (or None: keep).
 Handler = Callable[[torch.Tensor], torch.Tensor | None]
-
-
-def _layer(layer: int, location: str) -> str:
-    return f"model.layers.{layer}.{location}"
 
 
 class NNsightBackend:
@@ -66,13 +62,14 @@ class NNsightBackend:
         self._tokenizer = tokenizer
         self.transcoders = transcoders
         self.model = nnsight.NNsight(hf_model)
-        cfg = hf_model.config
+        cfg = text_config(hf_model.config)
         self.mapping: FamilyMapping = mapping_for(type(hf_model).__name__)
         self.n_layers: int = int(cfg.num_hidden_layers)
         self.d_model: int = int(cfg.hidden_size)
         self.d_vocab: int = int(hf_model.get_output_embeddings().weight.shape[0])
         self.n_ctx: int = int(cfg.max_position_embeddings)
         L = self.n_layers
+        _layer = self.mapping.layer_location
         in_loc = self._hook_location(transcoders.feature_input_hook)
         out_loc = self._hook_location(transcoders.feature_output_hook)
         if in_loc == out_loc:
@@ -144,7 +141,7 @@ class NNsightBackend:
         for p in hf_model.parameters():
             p.requires_grad_(False)
         tokenizer = AutoTokenizer.from_pretrained(name)
-        cfg = hf_model.config
+        cfg = text_config(hf_model.config)
         transcoders = transcoders_loader(int(cfg.hidden_size), int(cfg.num_hidden_layers))
         return cls(hf_model, tokenizer, transcoders)
 
@@ -165,7 +162,8 @@ class NNsightBackend:
 
     @contextlib.contextmanager
     def zero_softcap(self) -> Iterator[None]:
-        """Temporarily disable the final logit softcap (Gemma-2), as circuit-tracer does."""
+        """Temporarily disable the final logit softcap (Gemma-2), as circuit-tracer does (on the
+        top-level config and, for a multimodal model, its ``text_config``)."""
         configs = [self.hf_model.config]
         text = getattr(self.hf_model.config, "text_config", None)
         if text is not None:

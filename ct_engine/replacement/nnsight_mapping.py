@@ -39,7 +39,7 @@ class FamilyMapping:
 
     Attributes:
         architecture: the Hugging Face class name (``config.architectures[0]``).
-        layer_sites: per-layer locations relative to ``model.layers.{l}``, in execution order.
+        layer_sites: per-layer locations relative to ``{layers}.{l}``, in execution order.
             Each is ``(role, location)``; ``role`` is ``"pattern"`` (attention freeze point),
             ``"norm"`` (a norm-scale freeze point) or a TransformerLens hook name relative to
             the block (a transcoder input/output site).
@@ -49,6 +49,8 @@ class FamilyMapping:
         final_residual: the final-norm output (readout site of logit targets).
         flat_mlp_output: hook names whose value has the batch and position axes flattened
             into one (GPT-OSS experts output, ``(B·T, D)``).
+        layers: the decoder layers' module list (``model.language_model.layers`` in the
+            multimodal Gemma-3 checkpoints).
     """
 
     architecture: str
@@ -57,6 +59,11 @@ class FamilyMapping:
     final_norm_scale: str = _llama_rsqrt("model.norm")
     final_residual: str = "model.norm.output"
     flat_mlp_output: frozenset[str] = field(default_factory=frozenset)
+    layers: str = "model.layers"
+
+    def layer_location(self, layer: int, location: str) -> str:
+        """Absolute location of a per-layer ``location`` of decoder layer ``layer``."""
+        return f"{self.layers}.{layer}.{location}"
 
     def hook_location(self, hook: str) -> str | None:
         """Location (relative to the layer) of a TransformerLens block hook, or ``None``."""
@@ -128,6 +135,17 @@ MAPPINGS: dict[str, FamilyMapping] = {
             "Gemma3ForCausalLM",
             _gemma_sites(qk_norms=True),
             final_norm_scale=_gemma_rsqrt("model.norm"),
+        ),
+        # The multimodal Gemma-3 checkpoints (4B, 12B, 27B): the same text model under
+        # ``model.language_model`` (its embedding applies √D itself), ``lm_head`` at the top
+        # (spec §2.9). Only text prompts are traced; the vision tower never runs.
+        FamilyMapping(
+            "Gemma3ForConditionalGeneration",
+            _gemma_sites(qk_norms=True),
+            embed="model.language_model.embed_tokens.output",
+            final_norm_scale=_gemma_rsqrt("model.language_model.norm"),
+            final_residual="model.language_model.norm.output",
+            layers="model.language_model.layers",
         ),
         FamilyMapping(
             "GptOssForCausalLM",
