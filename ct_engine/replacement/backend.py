@@ -85,6 +85,35 @@ class FreezeState:
     logits: torch.Tensor
 
 
+class CleanRunMixin:
+    """``clean_run`` and ``capture_freeze_state`` from a backend's ``_clean_forward``.
+
+    A backend implements ``_clean_forward(tokens (T,)) -> (CleanRun, pinned)``, where
+    ``pinned`` maps each of its ``attention_hooks`` and ``norm_scale_hooks`` to the clean
+    value that freezing pins; the forward passes through the same (detaching) sites as the
+    frozen run, so both see identical forward values.
+    """
+
+    attention_hooks: list[str]
+    norm_scale_hooks: list[str]
+
+    def clean_run(self, tokens: torch.Tensor) -> CleanRun:
+        """One no-grad forward of ``tokens (T,)``."""
+        return self._clean_forward(tokens)[0]
+
+    def capture_freeze_state(self, tokens: torch.Tensor) -> FreezeState:
+        """Clean no-grad run of ``tokens (T,)`` recording every value that freezing pins."""
+        clean, pinned = self._clean_forward(tokens)
+        return FreezeState(
+            tokens=tokens,
+            attention={name: pinned[name] for name in self.attention_hooks},
+            norm_scales={name: pinned[name] for name in self.norm_scale_hooks},
+            feature_inputs=clean.feature_inputs,
+            feature_outputs=clean.feature_outputs,
+            logits=clean.logits,
+        )
+
+
 class Backend(Protocol):
     """The surface of a model backend that attribution and interventions use."""
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ct_engine.replacement.backend import CleanRun, FreezeState, FrozenRun, text_config
+from ct_engine.replacement.backend import CleanRun, CleanRunMixin, FrozenRun, text_config
 from ct_engine.replacement.edits import ForwardEdits, Pins, pin_prefix
 from ct_engine.replacement.nnsight_mapping import FamilyMapping, mapping_for
 from ct_engine.transcoders import Transcoders
@@ -44,7 +44,7 @@ from ct_engine.transcoders import Transcoders
 Handler = Callable[[torch.Tensor], torch.Tensor | None]
 
 
-class NNsightBackend:
+class NNsightBackend(CleanRunMixin):
     """Runs clean, frozen and edited forward passes of a Hugging Face model under nnsight.
 
     Args:
@@ -247,10 +247,6 @@ class NNsightBackend:
 
     # -- forward passes ---------------------------------------------------------------------
 
-    def clean_run(self, tokens: torch.Tensor) -> CleanRun:
-        """One no-grad forward of ``tokens (T,)``."""
-        return self._clean_forward(tokens)[0]
-
     def _clean_forward(self, tokens: torch.Tensor) -> tuple[CleanRun, dict[str, torch.Tensor]]:
         """A clean run plus the values that freezing pins (location -> tensor)."""
         L = self.n_layers
@@ -319,18 +315,6 @@ class NNsightBackend:
             feature_outputs=outputs,
             embeddings=leaves["embed"],
             final_residual=leaves["final"],
-        )
-
-    def capture_freeze_state(self, tokens: torch.Tensor) -> FreezeState:
-        """Clean no-grad run of ``tokens (T,)`` recording every value that freezing pins."""
-        clean, pinned = self._clean_forward(tokens)
-        return FreezeState(
-            tokens=tokens,
-            attention={name: pinned[name] for name in self.attention_hooks},
-            norm_scales={name: pinned[name] for name in self.norm_scale_hooks},
-            feature_inputs=clean.feature_inputs,
-            feature_outputs=clean.feature_outputs,
-            logits=clean.logits,
         )
 
     def edited_run(self, tokens: torch.Tensor, edits: ForwardEdits, pins: Pins | None = None):

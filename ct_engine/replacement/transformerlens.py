@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
-from ct_engine.replacement.backend import CleanRun, FreezeState, FrozenRun
+from ct_engine.replacement.backend import CleanRun, CleanRunMixin, FrozenRun
 from ct_engine.replacement.edits import ForwardEdits, Pins, pin_prefix
 from ct_engine.replacement.hooks import (
     BLOCK_NORMS,
@@ -45,7 +45,7 @@ def _detach(tensor: torch.Tensor, hook) -> torch.Tensor:
     return tensor.detach()
 
 
-class TransformerLensBackend:
+class TransformerLensBackend(CleanRunMixin):
     """Runs clean and frozen forward passes of a ``TransformerBridge``.
 
     Args:
@@ -150,11 +150,6 @@ class TransformerLensBackend:
                     raise
                 return None
 
-    def clean_run(self, tokens: torch.Tensor) -> CleanRun:
-        """One no-grad forward of ``tokens (T,)``. Norm scales and patterns pass through the
-        same (detaching) hooks as in :meth:`frozen_run`, so both see identical forward values."""
-        return self._clean_forward(tokens)[0]
-
     def _clean_forward(self, tokens: torch.Tensor) -> tuple[CleanRun, dict[str, torch.Tensor]]:
         """A clean run plus the values that freezing pins (hook name -> tensor)."""
         L = self.n_layers
@@ -223,18 +218,6 @@ class TransformerLensBackend:
             feature_outputs=outputs,
             embeddings=leaves["embed"],
             final_residual=leaves["final"],
-        )
-
-    def capture_freeze_state(self, tokens: torch.Tensor) -> FreezeState:
-        """Clean no-grad run of ``tokens (T,)`` recording every value that freezing pins."""
-        clean, pinned = self._clean_forward(tokens)
-        return FreezeState(
-            tokens=tokens,
-            attention={name: pinned[name] for name in self.attention_hooks},
-            norm_scales={name: pinned[name] for name in self.norm_scale_hooks},
-            feature_inputs=clean.feature_inputs,
-            feature_outputs=clean.feature_outputs,
-            logits=clean.logits,
         )
 
     def edited_run(self, tokens: torch.Tensor, edits: ForwardEdits, pins: Pins | None = None):
