@@ -18,6 +18,8 @@ Shapes: ``B`` batch, ``L`` layers, ``F`` features per layer, ``D = d_model``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
@@ -32,7 +34,7 @@ from ct_engine.transcoders import (
 from .jumprelu import jumprelu, step
 
 
-class TrainableTranscoders(nn.Module):
+class TrainableTranscoders(nn.Module, ABC):
     """Shared JumpReLU encoder of every source layer.
 
     Args:
@@ -81,30 +83,31 @@ class TrainableTranscoders(nn.Module):
         theta = self.threshold
         return jumprelu(z, theta, self.bandwidth), step(z, theta, self.bandwidth)
 
+    @abstractmethod
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         """``a (B, L, F)`` → ``ŷ (B, L, D)``."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x̃ (B, L, D)`` → ``(ŷ (B, L, D), active (B, L, F))``."""
         acts, active = self.encode(x)
         return self.decode(acts), active
 
+    @abstractmethod
     def decoder_norms(self) -> torch.Tensor:
         """Norm of each feature's full decoder, ``(L, F)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     @torch.no_grad()
     def normalize_decoder(self) -> None:
         """Rescale every decoder row to unit norm."""
-        raise NotImplementedError
 
+    @abstractmethod
     @torch.no_grad()
     def initialize(self, y_mean: torch.Tensor, encoder_scale: float = 1.0) -> None:
         """Random unit-norm decoders, encoders = ``encoder_scale`` × the decoder directions
         (tied init), ``b_dec`` = the mean target ``y_mean (L, D)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def to_transcoders(
         self,
         x_scale: torch.Tensor,
@@ -115,7 +118,6 @@ class TrainableTranscoders(nn.Module):
         config: dict | None = None,
     ) -> Transcoders:
         """Frozen engine transcoders on raw activations (scales ``(L,)`` folded in)."""
-        raise NotImplementedError
 
 
 def _random_unit_rows(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
