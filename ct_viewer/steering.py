@@ -20,8 +20,7 @@ MAX_TOP = 100
 MAX_ABS_VALUE = 1e6
 FIELDS = ("interventions", "freeze_attention", "top")
 
-_MODELS: dict[tuple, Any] = {}
-_MODEL_LOCKS: dict[tuple, threading.Lock] = {}
+_MODEL_LOCKS: dict[int, threading.Lock] = {}  # id(model) -> its run lock
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -80,32 +79,22 @@ def validate(body: Any, nodes: dict[str, NodeRef]) -> dict:
 
 
 def load_model(entry, transcoders: str | None):
-    """The :class:`~ct_engine.ReplacementModel` of a config entry, loaded once per process;
-    returns ``(model, lock)``: hold the lock while running the model."""
-    import torch
+    """The :class:`~ct_engine.ReplacementModel` of a config entry, from the lakehouse's
+    per-process model cache (loaded once); returns ``(model, lock)``: hold the lock while
+    running the model (steering requests arrive on several threads)."""
+    from ct_assets.lib.resources import EngineResource
 
-    from ct_engine.replacement.model import ReplacementModel, default_device
-
-    source = transcoders or entry.transcoders
-    device = entry.device or str(default_device())
-    key = (entry.model, source, entry.backend, entry.dtype, device)
+    model = EngineResource().model(entry, transcoders=transcoders)
     with _REGISTRY_LOCK:
-        lock = _MODEL_LOCKS.setdefault(key, threading.Lock())
-    with lock:
-        if key not in _MODELS:
-            _MODELS[key] = ReplacementModel.from_pretrained(
-                entry.model,
-                source,
-                backend=entry.backend,
-                device=device,
-                dtype=getattr(torch, entry.dtype),
-            )
-        return _MODELS[key], lock
+        lock = _MODEL_LOCKS.setdefault(id(model), threading.Lock())
+    return model, lock
 
 
 def clear_models() -> None:
+    from ct_assets.lib.resources import clear_model_cache
+
+    clear_model_cache()
     with _REGISTRY_LOCK:
-        _MODELS.clear()
         _MODEL_LOCKS.clear()
 
 
