@@ -15,11 +15,13 @@
  *   panel: #panel-node-id, #panel-kind, #panel-layer, #panel-pos, #panel-token, #panel-feature,
  *          #panel-activation (data-value: the raw number), #panel-influence, #panel-clerp,
  *          #panel-label, #label-input, #label-save, #pin-toggle,
+ *          #remove-label (shown when the node has a label: deletes its label annotations),
  *          #panel-incoming / #panel-outgoing rows tr[data-testid=edge-row][data-node-id][data-weight]
  *   subgraph: #subgraph-canvas, #pinned-list li[data-testid=pinned-item][data-node-id],
  *          #unpin-all, #supernode-name, #supernode-create,
  *          #supernode-list li[data-testid=supernode-item][data-annotation-id]
- *          (.sn-name, .sn-members, button.sn-delete)
+ *          (.sn-name, .sn-members, button.sn-delete),
+ *          #show-supernodes (checkbox, default on: draw supernode boxes on #graph-canvas)
  *   steering: #steer-table rows tr[data-testid=steer-input-row][data-node-id] with
  *          select.steer-mode ("value" | "multiplier") and input.steer-amount; #freeze-attention,
  *          #steer-run, #steer-error, #steer-results rows tr[data-testid=steer-row][data-token]
@@ -32,6 +34,8 @@
  *   .redraw() -> ms         redraw everything (edges, nodes, overlay) and rasterise it
  *   .loadDocument(doc, opts) show a document (as the import does)
  *   .timings                {fetchMs, parseMs, buildMs, layoutMs, renderMs, overlayMs, totalMs}
+ *   .supernodeBoxes()       the supernode boxes drawn by the last full redraw:
+ *                           [{id, text, members, x0, y0, x1, y1}] in viewport coordinates
  */
 "use strict";
 
@@ -47,6 +51,7 @@
     pos: "rgba(33, 102, 172, ALPHA)",
     neg: "rgba(214, 39, 40, ALPHA)",
     pinned: "#8e44ad",
+    supernodes: ["78, 121, 167", "225, 87, 89", "118, 183, 178", "237, 201, 72", "176, 122, 161", "255, 157, 167"],
     selected: "#111",
     match: "#e6b800",
   };
@@ -66,6 +71,8 @@
     matches: [],
     matchCursor: 0,
     annotations: [],
+    showSupernodes: true,
+    supernodeBoxes: [], // canvas (CSS px) boxes drawn by the last renderBase
     labels: new Map(), // node_id -> label text (latest wins)
     zoom: { k: 1, tx: 0, ty: 0 },
     summaries: [],
@@ -545,8 +552,9 @@
         strokeEdges(ctx, model, bucket.edges, z, b >= 2);
       }
     }
-    // Nodes: one path per kind.
     const rs = radiusScale();
+    drawSupernodes(ctx, w, h, rs);
+    // Nodes: one path per kind.
     for (const kind of ["feature", "error", "token", "logit"]) {
       ctx.beginPath();
       let any = false;
@@ -625,6 +633,55 @@
       }
     }
     ctx.textAlign = "left";
+  }
+
+  // Supernodes: a translucent rounded box around the members in the current (pruned) document.
+  function drawSupernodes(ctx, w, h, rs) {
+    const model = state.model;
+    const boxes = [];
+    state.supernodeBoxes = boxes;
+    if (!state.showSupernodes) return;
+    const z = state.zoom;
+    let k = 0;
+    for (const a of state.annotations) {
+      if (a.kind !== "supernode") continue;
+      const rgb = COLORS.supernodes[k++ % COLORS.supernodes.length];
+      let x0 = Infinity;
+      let y0 = Infinity;
+      let x1 = -Infinity;
+      let y1 = -Infinity;
+      const members = [];
+      for (const id of a.node_ids) {
+        const i = model.index.get(id);
+        if (i === undefined) continue;
+        const r = model.r[i] * rs + 6;
+        const sx = model.x[i] * z.k + z.tx;
+        const sy = model.y[i] * z.k + z.ty;
+        x0 = Math.min(x0, sx - r);
+        y0 = Math.min(y0, sy - r);
+        x1 = Math.max(x1, sx + r);
+        y1 = Math.max(y1, sy + r);
+        members.push(id);
+      }
+      if (!members.length) continue;
+      boxes.push({ id: a.id, text: a.text, members, x0, y0, x1, y1 });
+      if (x1 < 0 || y1 < 0 || x0 > w || y0 > h) continue;
+      ctx.beginPath();
+      const rad = Math.min(8, (x1 - x0) / 2, (y1 - y0) / 2);
+      if (ctx.roundRect) ctx.roundRect(x0, y0, x1 - x0, y1 - y0, rad);
+      else ctx.rect(x0, y0, x1 - x0, y1 - y0);
+      ctx.fillStyle = `rgba(${rgb}, 0.18)`;
+      ctx.fill();
+      ctx.strokeStyle = `rgba(${rgb}, 0.85)`;
+      ctx.lineWidth = 1.5;
+      ctx.stroke();
+      ctx.font = "bold 11px sans-serif";
+      ctx.textAlign = "left";
+      ctx.textBaseline = "bottom";
+      ctx.fillStyle = `rgb(${rgb})`;
+      ctx.fillText(a.text, x0 + 2, y0 - 2);
+    }
+    ctx.font = "11px sans-serif";
   }
 
   function ring(ctx, i, color, width, extra) {
@@ -854,6 +911,7 @@
     $("panel-influence").textContent = fmt(node.influence, 4);
     $("panel-clerp").textContent = node.clerp || "";
     $("panel-label").textContent = state.labels.get(node.node_id) || "";
+    $("remove-label").hidden = !canAnnotate() || !state.labels.has(node.node_id);
     $("label-input").value = state.labels.get(node.node_id) || "";
     $("pin-toggle").textContent = state.pinned.includes(node.node_id) ? "Unpin" : "Pin";
     edgeRows($("panel-incoming").tBodies[0], CT.topEdges(model, i, "in", 10));
@@ -982,6 +1040,27 @@
       setStatus(`label saved for ${id}`);
     } catch (err) {
       setStatus(`could not save the label: ${err.message}`, true);
+    }
+  }
+
+  async function removeLabel() {
+    if (state.selected < 0 || !canAnnotate()) return;
+    const id = state.model.nodes[state.selected].node_id;
+    const labels = state.annotations.filter(
+      (a) => a.kind === "label" && a.node_ids.length === 1 && a.node_ids[0] === id
+    );
+    try {
+      for (const a of labels) {
+        await api(`/api/graphs/${encodeURIComponent(state.graphId)}/annotations/${a.id}`, {
+          method: "DELETE",
+        });
+        state.annotations = state.annotations.filter((x) => x.id !== a.id);
+      }
+      rebuildLabels();
+      await loadAnnotations();
+      setStatus(`label removed from ${id}`);
+    } catch (err) {
+      setStatus(`could not remove the label: ${err.message}`, true);
     }
   }
 
@@ -1261,6 +1340,11 @@
       scheduleDraw(false);
     });
     $("supernode-create").addEventListener("click", createSupernode);
+    $("remove-label").addEventListener("click", removeLabel);
+    $("show-supernodes").addEventListener("change", () => {
+      state.showSupernodes = $("show-supernodes").checked;
+      scheduleDraw(true);
+    });
     $("steer-run").addEventListener("click", runSteer);
     $("export-btn").addEventListener("click", exportDocument);
     $("import-file").addEventListener("change", (ev) => {
@@ -1292,6 +1376,16 @@
     },
     redraw() {
       return drawAll(true);
+    },
+    supernodeBoxes() {
+      const rect = canvas().getBoundingClientRect();
+      return state.supernodeBoxes.map((b) => ({
+        ...b,
+        x0: b.x0 + rect.left,
+        y0: b.y0 + rect.top,
+        x1: b.x1 + rect.left,
+        y1: b.y1 + rect.top,
+      }));
     },
   };
 

@@ -191,6 +191,91 @@ def test_label_and_supernode_persist_across_reload(page, live_server, artifacts_
     assert [x["kind"] for x in stored] == ["label"]
 
 
+def supernode_edge_pixel(page, box: dict) -> list[int]:
+    """The canvas pixel on the middle of a supernode box's left edge (its outline)."""
+    return page.evaluate(
+        """b => {
+            const c = document.getElementById("graph-canvas");
+            const r = c.getBoundingClientRect();
+            const dpr = window.devicePixelRatio || 1;
+            const x = Math.round((b.x0 - r.left) * dpr);
+            const y = Math.round(((b.y0 + b.y1) / 2 - r.top) * dpr);
+            return Array.from(c.getContext("2d").getImageData(x, y, 1, 1).data);
+        }""",
+        box,
+    )
+
+
+def test_supernode_boxes_and_remove_label(page, live_server, artifacts_dir):
+    graph_id = graph_ids(live_server)[0]
+    doc = document(live_server, graph_id)
+    # Nodes that the other tests on this (module-scoped) lake do not annotate.
+    a, b = (n["node_id"] for n in features_by_influence(doc)[2:4])
+    before = live_server.get_json(f"/api/graphs/{graph_id}/annotations")["annotations"]
+    open_graph(page, live_server, graph_id)
+    page.fill("#author", "grace")
+    expect(page.locator("#show-supernodes")).to_be_checked()
+
+    # Two labels on the same node (the older one is removed too).
+    click_node(page, a)
+    expect(page.locator("#remove-label")).to_be_hidden()
+    for text in ("first label", "second label"):
+        page.fill("#label-input", text)
+        page.click("#label-save")
+        expect(page.locator("#panel-label")).to_have_text(text)
+    expect(page.locator("#remove-label")).to_be_visible()
+
+    # A supernode is drawn as a box around its members on the main canvas.
+    click_node(page, a, ctrl=True)
+    click_node(page, b, ctrl=True)
+    page.fill("#supernode-name", "grouped pair")
+    page.click("#supernode-create")
+    page.wait_for_selector("li[data-testid=supernode-item]")
+    page.wait_for_function("() => window.ctViewer.supernodeBoxes().length === 1")
+    box = page.evaluate("window.ctViewer.supernodeBoxes()")[0]
+    assert box["text"] == "grouped pair" and box["members"] == [a, b]
+    for node_id in (a, b):
+        pos = page.evaluate("id => window.ctViewer.nodeClientPos(id)", node_id)
+        assert box["x0"] < pos["x"] < box["x1"] and box["y0"] < pos["y"] < box["y1"]
+    page.evaluate("window.ctViewer.redraw()")
+    shown = supernode_edge_pixel(page, box)
+    page.screenshot(path=str(artifacts_dir / "supernode-box.png"))
+
+    # Unchecking "show supernodes" hides the box; checking it again shows it.
+    page.uncheck("#show-supernodes")
+    page.wait_for_function("() => window.ctViewer.supernodeBoxes().length === 0")
+    page.evaluate("window.ctViewer.redraw()")
+    hidden = supernode_edge_pixel(page, box)
+    assert shown != hidden
+    page.check("#show-supernodes")
+    page.wait_for_function("() => window.ctViewer.supernodeBoxes().length === 1")
+
+    # Removing the label deletes every label annotation of the node, in the lake too.
+    click_node(page, a)
+    page.click("#remove-label")
+    expect(page.locator("#panel-label")).to_have_text("")
+    expect(page.locator("#remove-label")).to_be_hidden()
+    stored = live_server.get_json(f"/api/graphs/{graph_id}/annotations")["annotations"]
+    assert [x for x in stored if a in x["node_ids"]] == [
+        x for x in stored if x["kind"] == "supernode" and x["text"] == "grouped pair"
+    ]
+    assert len(stored) == len(before) + 1
+
+    page.reload()
+    page.wait_for_selector("body[data-state=graph]")
+    page.wait_for_selector("li[data-testid=supernode-item]")
+    page.wait_for_function("() => window.ctViewer.supernodeBoxes().length === 1")
+    click_node(page, a)
+    expect(page.locator("#panel-node-id")).to_have_text(a)
+    expect(page.locator("#panel-label")).to_have_text("")
+    expect(page.locator("#remove-label")).to_be_hidden()
+
+    # Clean up: the other tests expect no annotations on this graph.
+    page.click("li[data-testid=supernode-item] button.sn-delete")
+    page.wait_for_selector("li[data-testid=supernode-item]", state="detached")
+    assert live_server.get_json(f"/api/graphs/{graph_id}/annotations")["annotations"] == before
+
+
 def test_steering_changes_probabilities(page, live_server, artifacts_dir):
     graph_id = graph_ids(live_server)[1]
     doc = document(live_server, graph_id)
