@@ -68,6 +68,13 @@ class Pins:
     attention: bool = True
     norms: bool = False
 
+    def values(self) -> dict[str, torch.Tensor]:
+        """Site name -> clean value for every site these pins fix."""
+        pinned = dict(self.state.attention) if self.attention else {}
+        if self.norms:
+            pinned.update(self.state.norm_scales)
+        return pinned
+
 
 def pin_prefix(current: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """``current`` with its leading block replaced by ``clean``.

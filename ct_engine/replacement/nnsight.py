@@ -331,10 +331,7 @@ class NNsightBackend(CleanRunMixin):
         """
         handlers: dict[str, Handler] = {}
         if pins is not None:
-            pinned = dict(pins.state.attention) if pins.attention else {}
-            if pins.norms:
-                pinned.update(pins.state.norm_scales)
-            for name, clean in pinned.items():
+            for name, clean in pins.values().items():
                 handlers[name] = _pinner(clean)
         handlers[self.mapping.embed] = edits.embed
         for layer in range(self.n_layers):

@@ -235,10 +235,7 @@ class TransformerLensBackend(CleanRunMixin):
         L = self.n_layers
         hooks = []
         if pins is not None:
-            pinned = dict(pins.state.attention) if pins.attention else {}
-            if pins.norms:
-                pinned.update(pins.state.norm_scales)
-            for name, clean in pinned.items():
+            for name, clean in pins.values().items():
                 hooks.append((name, _bind(_pin, clean=clean)))
         hooks.append((EMBED_HOOK, lambda t, hook: edits.embed(t)))
         for layer in range(L):
