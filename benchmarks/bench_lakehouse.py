@@ -263,10 +263,10 @@ def instrument() -> None:
     import transformers
 
     import ct_assets.defs.assets.graphs as graphs_module
-    import ct_assets.lib.records as records
     import ct_assets.lib.tracking as tracking
-    from ct_assets.lib.lake import Lake
+    import ct_lake.records as records
     from ct_engine.graph import Graph
+    from ct_lake.lake import Lake
 
     Lake.write_table = _timed("lake writes (Arrow + Parquet)", Lake.write_table)
     Lake.read_table = _timed("lake reads", Lake.read_table)
@@ -287,9 +287,9 @@ def run_dagster(config_path: Path, prompts: list[str], home: Path) -> dict:
     import dagster as dg
     from mlflow.tracking import MlflowClient
 
-    from ct_assets.lib.config import load_config
     from ct_assets.lib.resources import LOAD_EVENTS, clear_model_cache
     from ct_assets.lib.runner import materialize
+    from ct_lake.config import load_config
 
     config = load_config(config_path)
     # Steady state: the MLflow store and experiment exist (their creation takes seconds once).

@@ -296,7 +296,7 @@ def _viewer_app(graph_file_dir: str):
 
     config = os.environ.get("CT_CONFIG")
     if config and Path(config).is_file():
-        from ct_assets.lib.config import load_config
+        from ct_lake.config import load_config
 
         loaded = load_config(config)
         print(f"ct attribute: the viewer also shows the lake {loaded.lake} ($CT_CONFIG)")

@@ -3,7 +3,7 @@
 Every change is a read-modify-write of the partition's file under two locks: a per-process
 lock (threads of this server) and an ``fcntl`` lock on ``<partition>/.lock`` (other server
 processes sharing the lake). The file itself is replaced atomically by
-:meth:`ct_assets.lib.lake.Lake.write_table`, so readers (other servers, DuckDB) never see a
+:meth:`ct_lake.lake.Lake.write_table`, so readers (other servers, DuckDB) never see a
 partial file and read without locking.
 """
 

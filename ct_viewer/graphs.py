@@ -3,7 +3,7 @@
 Graph ids (``ct_viewer/API.md``): a lake graph is ``<model>__<prompt key>`` (the viewer slug
 of ``ct_assets.defs.assets.files.graph_slug``), a JSON file graph is ``file__<slug>`` for
 ``<graph_file_dir>/<slug>.json``. Ids are matched against regular expressions and turned into
-paths only through :class:`~ct_assets.lib.lake.Lake` (lake graphs) or as ``<dir>/<slug>.json``
+paths only through :class:`~ct_lake.lake.Lake` (lake graphs) or as ``<dir>/<slug>.json``
 with the resolved file checked to lie inside ``<dir>`` (file graphs): no id is ever a raw path.
 
 A JSON file graph is already pruned: the thresholds a client asks for cannot be re-applied,
@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import re
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ct_lake.paths import graph_path, graph_slug
 
 GRAPH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 LAKE_ID = re.compile(r"^(?P<model>[a-z0-9][a-z0-9._-]{0,63})__(?P<prompt>p_[0-9a-f]{12})$")
@@ -99,16 +100,6 @@ class _LRU:
         return value
 
 
-def _asset_helpers():
-    """``(graph_slug, graph_path)`` of the lakehouse's asset modules (they import Dagster,
-    whose beta warnings are not the viewer's business)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from ct_assets.defs.assets.files import graph_slug
-        from ct_assets.defs.assets.graphs import graph_path
-    return graph_slug, graph_path
-
-
 def _identity(path: Path) -> tuple[str, int, int]:
     stat = path.stat()
     return str(path), stat.st_size, stat.st_mtime_ns
@@ -134,7 +125,7 @@ class GraphStore:
     """The graphs of one server: a lake (optional, with its config) and JSON file folders."""
 
     def __init__(self, lake_root: Path | None, config=None, graph_file_dirs: Sequence[Path] = ()):
-        from ct_assets.lib.lake import Lake
+        from ct_lake.lake import Lake
 
         self.lake = Lake(lake_root) if lake_root is not None else None
         self.config = config
@@ -166,7 +157,7 @@ class GraphStore:
         model, prompt = match["model"], match["prompt"]
         if not self.lake.has_partition("graphs", model=model, prompt=prompt):
             raise GraphNotFound(f"no graph {graph_id}")
-        path = _asset_helpers()[1](self.lake, model, prompt)
+        path = graph_path(self.lake, model, prompt)
         if not path.is_file():
             raise GraphNotFound(f"graph {graph_id} is listed in the lake but its file is missing")
         return GraphRef(graph_id, "lake", path, model=model, prompt=prompt)
@@ -186,9 +177,8 @@ class GraphStore:
     def _lake_summaries(self) -> list[dict]:
         if self.lake is None or not (self.lake.root / "graphs").is_dir():
             return []
-        from ct_assets.lib.catalog import connect
+        from ct_lake.catalog import connect
 
-        graph_slug = _asset_helpers()[0]
         con = connect(self.lake.root)
         try:
             cursor = con.execute(
@@ -276,7 +266,7 @@ class GraphStore:
         )
 
     def graph(self, ref: GraphRef):
-        from ct_assets.lib.context import load_graph
+        from ct_lake.graph_cache import load_graph
 
         with self._graph_lock:  # load_graph's cache is not thread-safe
             return load_graph(ref.path)

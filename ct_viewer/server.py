@@ -229,7 +229,7 @@ class _Handlers:
             raise HTTPException(422, str(err)) from None
 
         def run() -> dict:
-            from ct_assets.lib.context import cached_transcoders
+            from ct_lake.paths import cached_transcoders
 
             try:
                 model, lock = load_model(entry, cached_transcoders(self.store.lake, entry.name))
@@ -292,7 +292,7 @@ def create_app(
     """
     config = None
     if config_path is not None:
-        from ct_assets.lib.config import load_config
+        from ct_lake.config import load_config
 
         config = load_config(config_path)
     store = GraphStore(

@@ -82,18 +82,18 @@ def load_model(entry, transcoders: str | None):
     """The :class:`~ct_engine.ReplacementModel` of a config entry, from the lakehouse's
     per-process model cache (loaded once); returns ``(model, lock)``: hold the lock while
     running the model (steering requests arrive on several threads)."""
-    from ct_assets.lib.resources import EngineResource
+    from ct_lake.models import MODELS
 
-    model = EngineResource().model(entry, transcoders=transcoders)
+    model = MODELS.get(entry, transcoders)
     with _REGISTRY_LOCK:
         lock = _MODEL_LOCKS.setdefault(id(model), threading.Lock())
     return model, lock
 
 
 def clear_models() -> None:
-    from ct_assets.lib.resources import clear_model_cache
+    from ct_lake.models import MODELS
 
-    clear_model_cache()
+    MODELS.clear()
     with _REGISTRY_LOCK:
         _MODEL_LOCKS.clear()
 

@@ -15,7 +15,7 @@ def add_config_flag(parser) -> None:
 def load(args):
     """``(config, instance)``: the config (also exported as ``CT_CONFIG`` for Dagster code)
     and the Dagster instance of ``$DAGSTER_HOME``, default ``dagster_home/`` next to it."""
-    from ct_assets.lib.config import CONFIG_ENV, load_config
+    from ct_lake.config import CONFIG_ENV, load_config
 
     config = load_config(args.config)
     os.environ[CONFIG_ENV] = str(config.path)

@@ -31,9 +31,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ct_assets.lib.config import load_config
     from ct_assets.lib.golden import load_golden
-    from ct_assets.lib.lake import Lake
+    from ct_lake.config import load_config
+    from ct_lake.lake import Lake
 
     try:
         config = load_config(args.config)

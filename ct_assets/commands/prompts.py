@@ -24,7 +24,7 @@ def run(args) -> int:
     try:
         config, instance = load(args)
         if args.action == "add":
-            from ct_assets.lib.prompts import register_prompts
+            from ct_lake.prompts import register_prompts
 
             registered = register_prompts(config, args.texts, args.model, instance)
             for key, text in registered.prompts.items():
@@ -33,7 +33,7 @@ def run(args) -> int:
             print(f"partitions: {', '.join(registered.partition_keys)}")
             print("materialize them in the Dagster UI, or: ct materialize --model MODEL")
         else:
-            from ct_assets.lib.catalog import connect
+            from ct_lake.catalog import connect
 
             rows = (
                 connect(config.lake)

@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ct_assets.lib.config import load_config
+    from ct_lake.config import load_config
     from ct_viewer.server import create_app, is_loopback, serve
 
     if not 0 < args.port < 65536:

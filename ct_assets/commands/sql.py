@@ -43,8 +43,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import duckdb
 
-    from ct_assets.lib.catalog import CatalogError, connect, describe
-    from ct_assets.lib.config import load_config
+    from ct_lake.catalog import CatalogError, connect, describe
+    from ct_lake.config import load_config
 
     try:
         if args.max_rows < 0:

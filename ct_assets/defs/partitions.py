@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ct_assets.lib.keys import (
+from ct_lake.keys import (
     MODEL_DIMENSION,
     MODELS_PARTITIONS,
     PROMPT_DIMENSION,

@@ -6,8 +6,8 @@ import hashlib
 import dagster as dg
 
 from ct_assets.defs.jobs import graph_job
-from ct_assets.lib.prompts import register_prompts
 from ct_assets.lib.resources import LakehouseResource
+from ct_lake.prompts import register_prompts
 
 
 class PromptConfig(dg.Config):

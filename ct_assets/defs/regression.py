@@ -25,8 +25,8 @@ import dagster as dg
 
 from ct_assets.defs.jobs import graph_job
 from ct_assets.lib.golden import load_golden
-from ct_assets.lib.prompts import register_prompts
 from ct_assets.lib.resources import LakehouseResource
+from ct_lake.prompts import register_prompts
 
 GOLDEN_TAGS = {"ct/suite": "golden"}
 

@@ -58,9 +58,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ct_assets.lib.config import LakehouseConfig
-from ct_assets.lib.keys import check_model_key, partition_key, prompt_key, split_partition_key
-from ct_assets.lib.lake import Lake, atomic_path
+from ct_lake.config import LakehouseConfig
+from ct_lake.keys import check_model_key, partition_key, prompt_key, split_partition_key
+from ct_lake.lake import Lake, atomic_path
 
 FORMAT = 1
 MAX_EDGES = 2000  # edges kept in a baseline: the largest by |weight|

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ct_assets.lib.lake import atomic_path
+from ct_lake.lake import atomic_path
 
 MAX_EDGES_DRAWN = 400
 

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
-
 import dagster as dg
 
-from ct_assets.lib.config import LakehouseConfig, ModelEntry, load_config
-from ct_assets.lib.lake import Lake
-
-# Models loaded in this process, keyed by everything that changes them. A run that
-# materializes many prompt partitions of a model (one step over a partition range, or several
-# assets of one partition) loads it once.
-_MODELS: dict[tuple, Any] = {}
-_MODELS_LOCK = threading.Lock()
-LOAD_EVENTS: list[tuple[str, float]] = []  # (model name, seconds): for tests and benchmarks
+from ct_lake.config import LakehouseConfig, ModelEntry, load_config
+from ct_lake.lake import Lake
+from ct_lake.models import MODELS
 
 
 class LakehouseResource(dg.ConfigurableResource):
@@ -40,27 +30,11 @@ class EngineResource(dg.ConfigurableResource):
     def model(self, entry: ModelEntry, transcoders: str | None = None):
         """The :class:`~ct_engine.ReplacementModel` of ``entry`` (``transcoders`` overrides
         the entry's transcoder reference, e.g. with the lake's cached copy)."""
-        import torch
-
-        from ct_engine import ReplacementModel
-
-        source = transcoders or entry.transcoders
-        key = (entry.model, source, entry.backend, entry.dtype, entry.device)
-        with _MODELS_LOCK:
-            if key not in _MODELS:
-                start = time.perf_counter()
-                _MODELS[key] = ReplacementModel.from_pretrained(
-                    entry.model,
-                    source,
-                    backend=entry.backend,
-                    device=entry.device,
-                    dtype=getattr(torch, entry.dtype),
-                )
-                LOAD_EVENTS.append((entry.name, time.perf_counter() - start))
-            return _MODELS[key]
+        return MODELS.get(entry, transcoders)
 
 
 def clear_model_cache() -> None:
-    with _MODELS_LOCK:
-        _MODELS.clear()
-        LOAD_EVENTS.clear()
+    MODELS.clear()
+
+
+LOAD_EVENTS = MODELS.load_events

@@ -11,9 +11,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from ct_assets.lib.config import LakehouseConfig
-from ct_assets.lib.keys import PROMPTS_PARTITIONS, partition_key
-from ct_assets.lib.prompts import register_prompts
+from ct_lake.config import LakehouseConfig
+from ct_lake.keys import PROMPTS_PARTITIONS, partition_key
+from ct_lake.prompts import register_prompts
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

@@ -20,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from ct_assets.lib.config import load_config
+from ct_lake.config import load_config
 
 TRACKING_CHECK = "mlflow_logged"
 

@@ -65,8 +65,8 @@ def lakehouse(tmp_path, tiny_lakehouse_files, monkeypatch):
     """``(config, instance)`` for a fresh lakehouse; ``CT_CONFIG`` points at it."""
     import dagster as dg
 
-    from ct_assets.lib.config import load_config
     from ct_assets.lib.resources import clear_model_cache
+    from ct_lake.config import load_config
 
     path = write_config(tmp_path, tiny_lakehouse_files)
     monkeypatch.setenv("CT_CONFIG", str(path))

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ct_assets.lib import golden
-from ct_assets.lib.keys import partition_key, prompt_key
+from ct_lake.keys import partition_key, prompt_key
 
 from .conftest import PROMPTS, write_config
 
@@ -27,9 +27,9 @@ GOLDEN_KEYS = {partition_key("tiny", prompt_key(p)) for p in PROMPTS}
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory, tiny_lakehouse_files):
     """A materialized tiny lakehouse whose golden set is the tiny model × both prompts."""
-    from ct_assets.lib.config import load_config
     from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
+    from ct_lake.config import load_config
 
     folder = tmp_path_factory.mktemp("golden-lake")
     (folder / "golden").mkdir()
@@ -98,7 +98,7 @@ def _baseline_file(lake, prompt):
 
 
 def test_before_baselines_the_check_passes_with_a_note(lake):
-    from ct_assets.lib.lake import Lake
+    from ct_lake.lake import Lake
 
     [evaluation] = _golden_evaluations(lake.instance, lake.runs)
     assert evaluation.passed
@@ -125,7 +125,7 @@ def test_update_fails_naming_unmaterialized_cells(lake, capsys):
 
 
 def test_update_writes_baselines_and_check_passes(lake, capsys):
-    from ct_assets.lib.lake import Lake
+    from ct_lake.lake import Lake
 
     assert _ct("baseline", "update", "--config", str(lake.path)) == 0
     assert capsys.readouterr().out.count("new baseline") == 2

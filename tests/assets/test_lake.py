@@ -7,10 +7,10 @@ import hashlib
 import pyarrow.parquet as pq
 import pytest
 
-from ct_assets.lib.config import load_config
-from ct_assets.lib.keys import partition_key, prompt_key, split_partition_key
-from ct_assets.lib.lake import Lake
-from ct_assets.lib.tables import TABLES
+from ct_lake.config import load_config
+from ct_lake.keys import partition_key, prompt_key, split_partition_key
+from ct_lake.lake import Lake
+from ct_lake.tables import TABLES
 
 
 def test_prompt_keys_hash_the_exact_text():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from ct_assets.lib.keys import prompt_key
 from ct_assets.lib.runner import materialize
+from ct_lake.keys import prompt_key
 
 from .conftest import PROMPTS
 
@@ -20,8 +20,8 @@ def _count(con, lake, table, where=""):
 def test_two_prompts_fill_every_table_and_mlflow(lakehouse):
     from mlflow.tracking import MlflowClient
 
-    from ct_assets.lib.lake import Lake
     from ct_assets.lib.resources import LOAD_EVENTS
+    from ct_lake.lake import Lake
 
     config, instance = lakehouse
     summary = materialize(config, "tiny", PROMPTS, instance)
@@ -86,7 +86,7 @@ def test_two_prompts_fill_every_table_and_mlflow(lakehouse):
 
 
 def test_rematerializing_replaces_partitions(lakehouse):
-    from ct_assets.lib.lake import Lake
+    from ct_lake.lake import Lake
 
     config, instance = lakehouse
     materialize(config, "tiny", PROMPTS[:1], instance)

@@ -12,16 +12,16 @@ import pytest
 
 from ct_assets.cli import main
 from ct_assets.defs.prompts import prompt_file_sensor, register_prompt
-from ct_assets.lib.config import load_config
-from ct_assets.lib.keys import MODELS_PARTITIONS, PROMPTS_PARTITIONS
-from ct_assets.lib.lake import Lake
 from ct_assets.lib.resources import LakehouseResource
+from ct_lake.config import load_config
+from ct_lake.keys import MODELS_PARTITIONS, PROMPTS_PARTITIONS
+from ct_lake.lake import Lake
 
 from .conftest import PROMPTS, write_config
 
 
 def sha_key(text: str) -> str:
-    """The documented prompt key, computed independently of ``ct_assets.lib.keys``."""
+    """The documented prompt key, computed independently of ``ct_lake.keys``."""
     return "p_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 

@@ -15,10 +15,10 @@ import duckdb
 import pytest
 
 from ct_assets.cli import main
-from ct_assets.lib import catalog
-from ct_assets.lib.keys import prompt_key
-from ct_assets.lib.lake import Lake
-from ct_assets.lib.tables import TABLES
+from ct_lake import catalog
+from ct_lake.keys import prompt_key
+from ct_lake.lake import Lake
+from ct_lake.tables import TABLES
 
 from .conftest import PROMPTS, write_config
 
@@ -31,9 +31,9 @@ def lake_config(tmp_path_factory, tiny_lakehouse_files):
     """The config of a lake with 2 graphs; the first prompt materialized twice."""
     import dagster as dg
 
-    from ct_assets.lib.config import load_config
     from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
+    from ct_lake.config import load_config
 
     folder = tmp_path_factory.mktemp("sql-lakehouse")
     config = load_config(write_config(folder, tiny_lakehouse_files))

@@ -8,12 +8,12 @@ import time
 
 import dagster as dg
 
-from ct_assets.lib.config import load_config
-from ct_assets.lib.keys import partition_key, prompt_key
-from ct_assets.lib.lake import Lake
-from ct_assets.lib.prompts import register_prompts
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.tracking import MlflowTracker
+from ct_lake.config import load_config
+from ct_lake.keys import partition_key, prompt_key
+from ct_lake.lake import Lake
+from ct_lake.prompts import register_prompts
 
 from .conftest import PROMPTS, write_config
 

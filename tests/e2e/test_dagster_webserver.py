@@ -27,10 +27,10 @@ import duckdb
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from ct_assets.lib.config import load_config
-from ct_assets.lib.keys import partition_key
-from ct_assets.lib.lake import Lake
-from ct_assets.lib.prompts import register_prompts
+from ct_lake.config import load_config
+from ct_lake.keys import partition_key
+from ct_lake.lake import Lake
+from ct_lake.prompts import register_prompts
 from tests.assets import conftest as assets_conftest
 
 REPO = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ct_assets.lib.lake import DATA_FILE, Lake
+from ct_lake.lake import DATA_FILE, Lake
 
 MODEL, PROMPT = "tiny", "p_0123456789ab"
 ROWS = (3_000_000, 6_000_000, 12_000_000)  # per attempt
@@ -38,7 +38,7 @@ PARTIAL_BYTES = 1 << 20  # kill once the temporary file holds row groups, not ju
 WRITER = """
 import hashlib, sys
 import numpy as np, pyarrow as pa
-from ct_assets.lib.lake import Lake
+from ct_lake.lake import Lake
 
 root, mode, n, seed_a, seed_b = sys.argv[1], sys.argv[2], int(sys.argv[3]), *map(int, sys.argv[4:6])
 

@@ -23,11 +23,11 @@ class ViewerLake:
 def viewer_lake(tmp_path_factory, tiny_lakehouse_files) -> ViewerLake:  # noqa: F811
     import dagster as dg
 
-    from ct_assets.defs.assets.files import GRAPH_FILES, graph_slug
-    from ct_assets.lib.config import load_config
-    from ct_assets.lib.keys import prompt_key
     from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
+    from ct_lake.config import load_config
+    from ct_lake.keys import prompt_key
+    from ct_lake.paths import GRAPH_FILES, graph_slug
 
     folder = tmp_path_factory.mktemp("viewer-lakehouse")
     config = load_config(write_config(folder, tiny_lakehouse_files))

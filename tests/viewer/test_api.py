@@ -13,8 +13,8 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
-from ct_assets.lib import catalog
 from ct_engine.graph.files import SCHEMA_PATH
+from ct_lake import catalog
 from ct_viewer import create_app
 from ct_viewer.server import make_server
 
@@ -185,8 +185,9 @@ def test_annotation_bodies_are_validated(client, viewer_lake, document):
 
 
 def test_steering_ablation_matches_the_engine(client, viewer_lake, document):
-    from ct_assets.lib.context import cached_transcoders, load_graph
-    from ct_assets.lib.lake import Lake
+    from ct_lake.graph_cache import load_graph
+    from ct_lake.lake import Lake
+    from ct_lake.paths import cached_transcoders
     from ct_viewer.steering import load_model
 
     features = _feature_nodes(document)
@@ -214,7 +215,7 @@ def test_steering_ablation_matches_the_engine(client, viewer_lake, document):
     entry = viewer_lake.config.model("tiny")
     lake = Lake(viewer_lake.config.lake)
     model, _ = load_model(entry, cached_transcoders(lake, "tiny"))
-    from ct_assets.defs.assets.graphs import graph_path
+    from ct_lake.paths import graph_path
 
     prompt = viewer_lake.ids[0].split("__")[1]
     tokens = load_graph(graph_path(lake, "tiny", prompt)).input_tokens

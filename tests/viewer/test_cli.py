@@ -84,13 +84,13 @@ def test_annotation_writes_from_two_processes_are_not_lost(tmp_path):
     import threading
     from pathlib import Path
 
-    from ct_assets.lib.lake import Lake
+    from ct_lake.lake import Lake
     from ct_viewer.annotations import AnnotationStore
 
     lake = tmp_path / "lake"
     note = {"author": "a", "kind": "note", "node_ids": [], "text": "t"}
     script = (
-        "import sys; from ct_assets.lib.lake import Lake; "
+        "import sys; from ct_lake.lake import Lake; "
         "from ct_viewer.annotations import AnnotationStore; "
         "s = AnnotationStore(Lake(sys.argv[1])); "
         "[s.add('g1', dict(author='other', kind='note', node_ids=[], text=str(i))) "

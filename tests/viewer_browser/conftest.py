@@ -57,9 +57,9 @@ def viewer_lake(tmp_path_factory, tiny_lakehouse_files):  # noqa: F811
     """``(config_path, lake_root)``: the two prompts of ``PROMPTS`` materialized on "tiny"."""
     import dagster as dg
 
-    from ct_assets.lib.config import load_config
     from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
+    from ct_lake.config import load_config
 
     folder = tmp_path_factory.mktemp("viewer-lake")
     path = write_config(folder, tiny_lakehouse_files)

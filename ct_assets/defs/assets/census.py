@@ -3,10 +3,10 @@
 import dagster as dg
 
 from ct_assets.defs.partitions import models_partitions, per_model
-from ct_assets.lib.lake import Lake
 from ct_assets.lib.resources import LakehouseResource
 from ct_assets.lib.steps import PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
+from ct_lake.lake import Lake
 
 CENSUS_SQL = """
 SELECT n.layer, n.feature,

@@ -4,19 +4,13 @@ import fcntl
 
 import dagster as dg
 
-from ct_assets.defs.assets.graphs import graph_path
 from ct_assets.defs.partitions import model_prompt_partitions
-from ct_assets.lib.context import load_graph, partition_inputs
+from ct_assets.lib.context import partition_inputs
 from ct_assets.lib.resources import LakehouseResource
 from ct_assets.lib.steps import PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
-
-GRAPH_FILES = "graph_files"
-
-
-def graph_slug(model: str, prompt: str) -> str:
-    """The viewer slug of a graph: ``<model>__<prompt key>``."""
-    return f"{model}__{prompt}"
+from ct_lake.graph_cache import load_graph
+from ct_lake.paths import graph_files_dir, graph_path, graph_slug
 
 
 @dg.asset(
@@ -43,7 +37,7 @@ def graph_files(
         p = partition_inputs(lakehouse, key)
         graph = load_graph(graph_path(p.lake, p.model_key, p.prompt_key))
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(p.entry.model))
-        out_dir = p.lake.root / "files" / GRAPH_FILES / f"model={p.model_key}"
+        out_dir = graph_files_dir(p.lake, p.model_key)
         out_dir.mkdir(parents=True, exist_ok=True)
         with open(out_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

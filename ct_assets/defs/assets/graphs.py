@@ -8,25 +8,20 @@ import dagster as dg
 import torch
 
 from ct_assets.defs.partitions import model_prompt_partitions, per_model
-from ct_assets.lib import records
-from ct_assets.lib.context import load_graph, load_model, partition_inputs, remember_graph
+from ct_assets.lib.context import load_model, partition_inputs
 from ct_assets.lib.plots import markdown_image, plot_pruned_graph
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import CODE_VERSION, PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
+from ct_lake import records
+from ct_lake.graph_cache import load_graph, remember_graph
+from ct_lake.paths import graph_path
 
-GRAPH_FILE = "graph.safetensors"
 _COMMON = dict(
     partitions_def=model_prompt_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="graphs",
 )
-
-
-def graph_path(lake, model: str, prompt: str):
-    path = lake.file_path("graphs", GRAPH_FILE, model=model, prompt=prompt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _peak_memory_mb() -> float:

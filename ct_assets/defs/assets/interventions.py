@@ -3,13 +3,14 @@
 import dagster as dg
 import torch
 
-from ct_assets.defs.assets.graphs import graph_path
 from ct_assets.defs.partitions import model_prompt_partitions
-from ct_assets.lib.context import load_graph, load_model, partition_inputs
+from ct_assets.lib.context import load_model, partition_inputs
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
 from ct_engine.graph import Graph
+from ct_lake.graph_cache import load_graph
+from ct_lake.paths import graph_path
 
 DIRECT_CHECK = "direct_effects_match_adjacency"
 # |observed direct − predicted| allowed, absolute + relative (float32 forward passes).

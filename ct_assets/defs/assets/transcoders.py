@@ -6,12 +6,13 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.defs.partitions import models_partitions
-from ct_assets.lib.context import TRANSCODER_DIR, cached_transcoders, load_model
-from ct_assets.lib.lake import Lake
+from ct_assets.lib.context import load_model
 from ct_assets.lib.plots import markdown_image
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import PartitionOutcome, finish, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
+from ct_lake.lake import Lake
+from ct_lake.paths import TRANSCODER_DIR, cached_transcoders
 
 _COMMON = dict(
     partitions_def=models_partitions,

@@ -1,6 +1,6 @@
 """Engine results as lake rows: graphs, pruning, scores and interventions.
 
-Columns follow :mod:`ct_assets.lib.tables`. Node and edge tables are built column-wise (Arrow
+Columns follow :mod:`ct_lake.tables`. Node and edge tables are built column-wise (Arrow
 arrays from tensors), so graphs with tens of thousands of nodes and millions of edges convert
 in seconds.
 """
@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ct_assets.lib.tables import table
 from ct_engine.graph import Graph, compute_node_influence, target_weights
+from ct_lake.tables import table
 
 
 def _arrow(name: str, columns: dict[str, object]) -> pa.Table:

@@ -3,7 +3,7 @@
 Each ``sql/views/<view>.sql`` holds one ``CREATE OR REPLACE VIEW <view> AS ...`` statement;
 ``{lake}`` in it stands for the lake root (an absolute path, inserted inside the file's string
 literal with its single quotes doubled). A file's leading ``--`` comment is the view's
-description. Views named like a lake table (:data:`ct_assets.lib.tables.TABLES`) are the base
+description. Views named like a lake table (:data:`ct_lake.tables.TABLES`) are the base
 views; when such a table has no file yet, its view is created empty instead, with the columns
 and types of ``TABLES`` (plus the partition columns, ``VARCHAR``), so derived views and
 ``ct sql`` work on a fresh lake. Views are created dependencies first: a view depends on every
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import duckdb
 
-from ct_assets.lib.tables import TABLES, TableSpec
+from ct_lake.tables import TABLES, TableSpec
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 LAKE_PLACEHOLDER = "{lake}"
 _HEADER = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)\s+AS\b", re.IGNORECASE)
 # comments (-- and /* */) and string literals: what the view-dependency scan ignores

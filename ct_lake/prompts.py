@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ct_assets.lib.config import LakehouseConfig
-from ct_assets.lib.keys import MODELS_PARTITIONS, PROMPTS_PARTITIONS, partition_key, prompt_key
-from ct_assets.lib.lake import Lake
+from ct_lake.config import LakehouseConfig
+from ct_lake.keys import MODELS_PARTITIONS, PROMPTS_PARTITIONS, partition_key, prompt_key
+from ct_lake.lake import Lake
 
 MAX_PROMPT_CHARS = 20_000
 
@@ -71,3 +71,13 @@ def _add_partitions(instance, name: str, keys: list[str]) -> None:
     missing = [k for k in keys if not instance.has_dynamic_partition(name, k)]
     if missing:
         instance.add_dynamic_partitions(name, missing)
+
+
+def prompt_text(lake: Lake, key: str) -> str:
+    """The text registered for prompt ``key`` in the lake's ``prompts`` table."""
+    if not lake.has_partition("prompts", prompt=key):
+        raise ValueError(
+            f"prompt {key} is not registered in the lake {lake.root}: add it with "
+            "`ct prompts add TEXT --model MODEL` (or the register_prompt job)"
+        )
+    return lake.read_table("prompts", prompt=key).column("text")[0].as_py()

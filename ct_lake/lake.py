@@ -2,7 +2,7 @@
 
 Layout::
 
-    <lake>/<table>/model=<m>/prompt=<p>/data.parquet      tables (see ct_assets.lib.tables)
+    <lake>/<table>/model=<m>/prompt=<p>/data.parquet      tables (see ct_lake.tables)
     <lake>/files/<kind>/model=<m>[/prompt=<p>]/<name>     graphs (.safetensors), plots, JSON
 
 Every file is written to a temporary name in the same folder (``.<name>.<random>.tmp``) and
@@ -24,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ct_assets.lib.keys import check_model_key, check_prompt_key
-from ct_assets.lib.tables import TableSpec, table
+from ct_lake.keys import check_model_key, check_prompt_key
+from ct_lake.tables import TableSpec, table
 
 DATA_FILE = "data.parquet"
 _CHECKS = {"model": check_model_key, "prompt": check_prompt_key}

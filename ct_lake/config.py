@@ -29,9 +29,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ct_assets.lib.keys import check_model_key
+from ct_lake.keys import check_model_key
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "ct_lakehouse.yaml"
 CONFIG_ENV = "CT_CONFIG"
 

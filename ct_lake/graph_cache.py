@@ -1,0 +1,56 @@
+"""Graphs read in this process, cached by file identity (path, size, mtime).
+
+The assets downstream of attribution and the viewer read the same graph files again and again;
+a range run executes every asset in one process, each looping over every partition. The cache
+holds graphs up to a memory budget (``CT_GRAPH_CACHE_MB``, default 2048) so that each graph is
+read at most once per run. torch is imported on first use, so ``import ct_lake`` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+_GRAPHS: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+
+
+def _budget_bytes() -> int:
+    return int(float(os.environ.get("CT_GRAPH_CACHE_MB", "2048")) * 2**20)
+
+
+def _key(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _graph_bytes(graph) -> int:
+    import torch
+
+    A = graph.adjacency_matrix
+    if A.layout == torch.sparse_coo:
+        size = A._indices().nbytes + A._values().nbytes
+    elif A.layout == torch.strided:
+        size = A.nbytes
+    else:
+        size = A.values().nbytes * 3
+    return size + graph.active_features.nbytes + graph.activation_values.nbytes
+
+
+def remember_graph(path: Path, graph) -> None:
+    """Put a graph just written to ``path`` in the cache (the next asset skips the read)."""
+    _GRAPHS[_key(path)] = (graph, _graph_bytes(graph))
+    _GRAPHS.move_to_end(_key(path))
+    while len(_GRAPHS) > 1 and sum(size for _, size in _GRAPHS.values()) > _budget_bytes():
+        _GRAPHS.popitem(last=False)
+
+
+def load_graph(path: Path):
+    """``Graph.load(path)``, cached while the file is unchanged (path, size, mtime)."""
+    from ct_engine.graph import Graph
+
+    key = _key(path)
+    if key not in _GRAPHS:
+        remember_graph(path, Graph.load(path))
+    _GRAPHS.move_to_end(key)
+    return _GRAPHS[key][0]

@@ -1,0 +1,42 @@
+"""Where the lake keeps its per-partition files: graphs, viewer files, transcoder sets, slugs.
+
+Tables are addressed by :class:`ct_lake.lake.Lake`; these are the file kinds next to them::
+
+    <lake>/files/graphs/model=<m>/prompt=<p>/graph.safetensors   the attribution graph
+    <lake>/files/graph_files/model=<m>/<slug>.json               viewer files of each graph
+    <lake>/files/transcoders/model=<m>/set/                      the converted transcoder set
+    <lake>/files/plots/model=<m>[/prompt=<p>]/<name>.png         pictures
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+GRAPHS = "graphs"
+GRAPH_FILE = "graph.safetensors"
+GRAPH_FILES = "graph_files"
+TRANSCODER_DIR = "transcoders"
+PLOTS = "plots"
+
+
+def graph_slug(model: str, prompt: str) -> str:
+    """The viewer slug of a lake graph: ``<model>__<prompt key>``."""
+    return f"{model}__{prompt}"
+
+
+def graph_path(lake, model: str, prompt: str) -> Path:
+    """The attribution graph file of ``(model, prompt)`` (its folder is created)."""
+    path = lake.file_path(GRAPHS, GRAPH_FILE, model=model, prompt=prompt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def graph_files_dir(lake, model: str) -> Path:
+    """The folder of a model's viewer files (``<slug>.json`` and ``graph-metadata.json``)."""
+    return lake.root / "files" / GRAPH_FILES / f"model={model}"
+
+
+def cached_transcoders(lake, model: str) -> str | None:
+    """The lake's converted copy of a model's transcoders, if ``transcoder_cache`` ran."""
+    path = lake.file_path(TRANSCODER_DIR, "set", model=model)
+    return str(path) if (path / "config.yaml").exists() else None
