@@ -15,21 +15,10 @@ from pathlib import Path
 import torch
 
 from ct_engine.graph import ModelConfig
+from ct_engine.options import BACKENDS, DTYPE_NAMES  # noqa: F401 (re-exported)
 from ct_engine.presets import check_prompt_prefix, is_gemma3_it, resolve_model, zero_positions_for
 from ct_engine.replacement.backend import Backend, text_config
 from ct_engine.transcoders import TranscoderFormatError, Transcoders, load_transcoders
-
-BACKENDS = ("transformerlens", "nnsight")
-
-# Names accepted for a dtype on the command line (circuit-tracer's choices) -> torch dtype name.
-DTYPE_NAMES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-}
 
 
 class ModelLoadError(ValueError):

@@ -1,0 +1,20 @@
+"""Names the command line and the lakehouse config accept for a model load, free of torch.
+
+:data:`BACKENDS` are the replacement-model backends; :data:`DTYPE_NAMES` maps each accepted
+dtype spelling (circuit-tracer's choices) to the torch dtype name. They live here, not in
+:mod:`ct_engine.replacement.model`, so that parsers and config validation need not import
+torch.
+"""
+
+from __future__ import annotations
+
+BACKENDS = ("transformerlens", "nnsight")
+
+DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
