@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ct_engine.options import BACKENDS
+
 TOY_WORLD_DIR = Path(__file__).resolve().parent / "toyworld" / "artifacts"
 
 MODELS: dict[str, Path] = {"toy-world": TOY_WORLD_DIR / "model"}
@@ -105,6 +107,10 @@ def check_prompt_prefix(model_name: str, tokens: Sequence[int] | Any) -> None:
 
 PLT, CLT = "transcoder_set", "cross_layer_transcoder"
 
+# TransformerLens' bridge cannot boot the multimodal Gemma-3 class (its config keeps the text
+# model's facts in text_config): presets of these architectures load on nnsight only.
+NNSIGHT_ONLY_ARCHITECTURES = frozenset({"Gemma3ForConditionalGeneration"})
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -159,6 +165,16 @@ class Preset:
     @property
     def hooks(self) -> tuple[str, str]:
         return self.feature_input_hook, self.feature_output_hook
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends that load this preset, its default ``backend`` first."""
+        able = [
+            b
+            for b in BACKENDS
+            if b == "nnsight" or self.architecture not in NNSIGHT_ONLY_ARCHITECTURES
+        ]
+        return (self.backend, *(b for b in able if b != self.backend))
 
 
 _BF16 = "bfloat16"

@@ -14,26 +14,66 @@ paths inside it are relative to the file. Example::
         backend: transformerlens
         dtype: float32
         batch_size: 64
+      - name: gemma3-4b
+        preset: gemma-3-4b-pt         # a name of ct_engine.presets.PRESETS
+        device: cuda
     prompt_sets:
       demo: ["The capital of the country where Mira lives is"]
     attribution: {max_n_logits: 10, desired_logit_prob: 0.95, max_feature_nodes: 7500}
     pruning: {node_threshold: 0.8, edge_threshold: 0.98}
+
+A model entry names either a ``preset`` (which fixes the model, its transcoders and the
+default backend) or a ``model`` with its ``transcoders``; :class:`ModelEntry` resolves a
+preset's fields at load time, so every entry has ``model``, ``transcoders``, ``backend`` and
+``dtype`` set. A mistake in the file is a :class:`ConfigError` of one line naming the key::
+
+    ct_lakehouse.yaml: models[0].bakend: unknown key (did you mean 'backend'?)
+
+Loading the configuration imports neither torch nor the engine's models: the preset table and
+the backend and dtype names come from torch-free modules of ``ct_engine``.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from ct_engine.options import BACKENDS, DTYPE_NAMES
+from ct_engine.presets import PRESETS
 from ct_lake.keys import check_model_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "ct_lakehouse.yaml"
 CONFIG_ENV = "CT_CONFIG"
+
+DTYPES = tuple(dict.fromkeys(DTYPE_NAMES.values()))  # canonical names: float32, bfloat16, ...
+DEFAULT_DTYPE = "float32"
+DEFAULT_BACKEND = "transformerlens"
+# torch device strings a model can be placed on ("cuda:1", "mps", ...).
+DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu|hpu)(:\d+)?$")
+_KEY_ERROR = "ct_config_key"  # a custom pydantic error type whose context names the key
+
+
+class ConfigError(ValueError):
+    """A configuration mistake the user can fix; ``str`` is one line naming the file and key."""
+
+
+def _key_error(key: str, message: str) -> PydanticCustomError:
+    """An error about ``key`` of the entry being validated (for cross-field checks)."""
+    return PydanticCustomError(_KEY_ERROR, "{message}", {"key": key, "message": message})
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class _Strict(BaseModel):
@@ -41,22 +81,93 @@ class _Strict(BaseModel):
 
 
 class ModelEntry(_Strict):
-    """One model of the lakehouse: its partition key and how to load it."""
+    """One model of the lakehouse: its partition key and how to load it.
+
+    Written as ``preset`` (plus optional ``backend``/``dtype``/``device`` overrides) or as
+    ``model`` + ``transcoders``. After validation ``model`` (hub id, folder or registered
+    name), ``transcoders`` (reference), ``backend`` and ``dtype`` (canonical torch dtype name)
+    are always set; ``preset`` stays None for a model + transcoders entry. ``device`` None
+    means CUDA when available, else the CPU (decided when the model loads).
+
+    A preset's default dtype is its advice (``bfloat16``) when ``device`` names an
+    accelerator, else ``float32``; a model + transcoders entry defaults to ``float32``.
+    """
 
     name: str
+    preset: str | None = None
     model: str
     transcoders: str
-    backend: Literal["transformerlens"] = "transformerlens"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    backend: Literal[BACKENDS] = DEFAULT_BACKEND  # type: ignore[valid-type]
+    dtype: Literal[DTYPES] = DEFAULT_DTYPE  # type: ignore[valid-type]
     batch_size: int = Field(default=64, ge=1)
     device: str | None = None
     eval_texts: str | None = None  # text file (one prompt per line) for transcoder_quality
     eval_tokens: int = Field(default=2048, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        """Check which form the entry has and fill a preset's model, transcoders, backend and
+        dtype; unknown keys and single-field mistakes are left to the field checks."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        name = data.get("preset")
+        if name is None:
+            if "model" not in data:
+                raise _key_error("model", "missing: give a preset, or a model with transcoders")
+            if "transcoders" not in data:
+                raise _key_error("transcoders", "missing: a model entry needs its transcoders")
+            data.setdefault("dtype", DEFAULT_DTYPE)
+            return data
+        for key in ("model", "transcoders"):
+            if key in data:
+                raise _key_error(
+                    key,
+                    f"not allowed with preset {name!r}, which fixes the model and transcoders "
+                    "(write model + transcoders without a preset to choose them)",
+                )
+        preset = PRESETS.get(name) if isinstance(name, str) else None
+        if preset is None:
+            data.update(model="", transcoders="")  # the preset field reports the mistake
+            return data
+        backend = data.setdefault("backend", preset.backend)
+        if backend in BACKENDS and backend not in preset.backends:
+            raise _key_error(
+                "backend",
+                f"preset {name!r} ({preset.architecture}) loads on "
+                f"{' or '.join(preset.backends)} only, not {backend}",
+            )
+        device = data.get("device")
+        on_accelerator = isinstance(device, str) and not device.startswith("cpu")
+        data.setdefault("dtype", preset.dtype if on_accelerator else DEFAULT_DTYPE)
+        data.update(model=preset.model_id, transcoders=preset.transcoders)
+        return data
+
     @field_validator("name")
     @classmethod
     def _key(cls, name: str) -> str:
         return check_model_key(name)
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, name: str | None) -> str | None:
+        if name is not None and name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}{_did_you_mean(name, PRESETS)}")
+        return name
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, dtype: Any) -> Any:
+        # the engine's spellings (fp32, bf16, fp16) name the canonical dtypes
+        return DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str | None) -> str | None:
+        if device is not None and not DEVICE.match(device):
+            raise ValueError(f"{device!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)")
+        return device
 
 
 class AttributionSettings(_Strict):
@@ -112,26 +223,105 @@ class LakehouseConfig(_Strict):
         return uri
 
 
+# -- error lines ---------------------------------------------------------------------------
+
+
+def _submodel(annotation) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``list[ModelEntry]``, ``X | None``...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _owner(loc: tuple) -> type[BaseModel] | None:
+    """The config model whose field the last element of ``loc`` names."""
+    cls: type[BaseModel] | None = LakehouseConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or cls is None:
+            continue
+        field = cls.model_fields.get(part)
+        cls = _submodel(field.annotation) if field is not None else None
+    return cls
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: dict) -> str:
+    """One ``key: message`` for a pydantic error dict."""
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+    kind = error["type"]
+    if kind == _KEY_ERROR:
+        loc, message = (*loc, error["ctx"]["key"]), error["ctx"]["message"]
+    elif kind == "extra_forbidden":
+        cls = _owner(loc)
+        fields = [f for f in (cls.model_fields if cls else ()) if f != "path"]
+        message = "unknown key" + _did_you_mean(loc[-1], fields)
+    elif kind == "missing":
+        message = "missing"
+    elif kind == "literal_error":
+        expected = error["ctx"]["expected"].replace("'", "")
+        extra = " (or fp32, bf16, fp16)" if loc[-1] == "dtype" else ""
+        message = f"{error['input']!r} is not one of {expected}{extra}"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    return f"{_where(loc) or '(top level)'}: {message}"
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def config_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
 
 
 def load_config(path: str | Path | None = None) -> LakehouseConfig:
-    """Read and validate the configuration (``path``, else ``$CT_CONFIG``, else the repo's)."""
+    """Read and validate the configuration (``path``, else ``$CT_CONFIG``, else the repo's).
+
+    Raises:
+        ConfigError: a missing file, invalid YAML or a bad key; the message is one line.
+    """
     path = config_path(path)
+    shown = _shown(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as err:
-        raise ValueError(f"no lakehouse config at {path} (set {CONFIG_ENV})") from err
+        raise ConfigError(f"no lakehouse config at {path} (set {CONFIG_ENV})") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{shown}: invalid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{shown}: expected a mapping at the top level")
+    if "path" in raw:
+        raise ConfigError(f"{shown}: path: unknown key (the file's own path is implied)")
     base = path.parent
     raw["path"] = path
     raw["lake"] = base / raw.get("lake", ".ct-lake")
     for name in ("golden", "prompts_file"):
         if raw.get(name):
             raw[name] = base / raw[name]
-    names = [m.get("name") for m in raw.get("models", [])]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: model names must be unique, got {names}")
-    return LakehouseConfig.model_validate(raw)
+    models = raw.get("models")
+    if isinstance(models, list):
+        names = [m.get("name") for m in models if isinstance(m, dict)]
+        twice = sorted({n for n in names if names.count(n) > 1}, key=str)
+        if twice:
+            raise ConfigError(f"{shown}: models: names must be unique, {twice} repeat")
+    try:
+        return LakehouseConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = list(dict.fromkeys(_describe(e) for e in err.errors()))
+        raise ConfigError(f"{shown}: " + "; ".join(lines)) from None
