@@ -1,15 +1,13 @@
-"""What the lakehouse commands share: the config flag and the Dagster instance."""
+"""What the Dagster commands share: the config flag and the Dagster instance."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from ct_lake.commands._common import add_config_flag
 
-def add_config_flag(parser) -> None:
-    parser.add_argument(
-        "--config", help="lakehouse config (default: $CT_CONFIG, else ct_lakehouse.yaml)"
-    )
+__all__ = ["add_config_flag", "load"]
 
 
 def load(args):

@@ -9,15 +9,16 @@ ERROR or has not been materialized. Neither imports Dagster.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from ct_assets.commands._common import add_config_flag
+from ct_lake.commands._common import add_config_flag
 
-COMMAND = "baseline"
+NAME = "baseline"
+HELP = "golden-set regression baselines (update or check)"
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(COMMAND, help="golden-set regression baselines (update or check)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     update = actions.add_parser(
         "update", help="re-baseline every golden cell from the lake (on purpose: commit them)"
@@ -30,7 +31,7 @@ def add_parser(subparsers) -> None:
         add_config_flag(action)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ct_assets.lib.golden import load_golden
     from ct_lake.config import load_config
     from ct_lake.lake import Lake

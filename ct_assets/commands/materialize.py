@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
 from ct_assets.commands._common import add_config_flag, load
 
-COMMAND = "materialize"
+NAME = "materialize"
+HELP = "materialize every asset for a model and its prompts (runs show in the Dagster UI)"
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        COMMAND,
-        help="materialize every asset for a model and its prompts (runs show in the Dagster UI)",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="a model of the config (default: the first)")
     p.add_argument(
         "--prompt-set", action="append", help="a prompt set of the config (default: all)"
@@ -23,7 +21,7 @@ def add_parser(subparsers) -> None:
     add_config_flag(p)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         config, instance = load(args)
         from ct_assets.lib.runner import materialize

@@ -1,16 +1,18 @@
-"""``ct prompts add TEXT... --model M`` and ``ct prompts list``."""
+"""``ct prompts add TEXT... --model M`` (registers Dagster partitions) and ``ct prompts list``
+(reads the lake only)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ct_assets.commands._common import add_config_flag, load
 
-COMMAND = "prompts"
+NAME = "prompts"
+HELP = "register prompts as lakehouse partitions"
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(COMMAND, help="register prompts as lakehouse partitions")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="register prompts for models")
     add.add_argument("texts", nargs="+", metavar="TEXT")
@@ -20,23 +22,24 @@ def add_parser(subparsers) -> None:
     add_config_flag(listing)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
-        config, instance = load(args)
         if args.action == "add":
             from ct_lake.prompts import register_prompts
 
+            config, instance = load(args)
             registered = register_prompts(config, args.texts, args.model, instance)
             for key, text in registered.prompts.items():
                 state = "new" if key in registered.new_prompts else "known"
                 print(f"{key}  ({state})  {text!r}")
             print(f"partitions: {', '.join(registered.partition_keys)}")
             print("materialize them in the Dagster UI, or: ct materialize --model MODEL")
-        else:
+        else:  # a read of the lake: no Dagster instance needed
             from ct_lake.catalog import connect
+            from ct_lake.config import load_config
 
             rows = (
-                connect(config.lake)
+                connect(load_config(args.config).lake)
                 .sql("SELECT prompt, text FROM prompts ORDER BY registered_at")
                 .fetchall()
             )

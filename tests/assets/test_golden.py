@@ -52,7 +52,7 @@ def lake(tmp_path_factory, tiny_lakehouse_files):
 
 
 def _ct(*argv) -> int:
-    from ct_assets.cli import main
+    from ct_cli.main import main
 
     return main(list(argv))
 

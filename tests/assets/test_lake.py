@@ -81,7 +81,7 @@ def test_the_repo_config_loads():
 
 
 def test_listing_prompts_of_an_empty_lake(tmp_path, capsys, monkeypatch):
-    from ct_assets.cli import main
+    from ct_cli.main import main
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     path = tmp_path / "c.yaml"

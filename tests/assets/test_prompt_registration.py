@@ -10,9 +10,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ct_assets.cli import main
 from ct_assets.defs.prompts import prompt_file_sensor, register_prompt
 from ct_assets.lib.resources import LakehouseResource
+from ct_cli.main import main
 from ct_lake.config import load_config
 from ct_lake.keys import MODELS_PARTITIONS, PROMPTS_PARTITIONS
 from ct_lake.lake import Lake

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from ct_assets.cli import main
+from ct_cli.main import main
 from ct_lake import catalog
 from ct_lake.keys import prompt_key
 from ct_lake.lake import Lake

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ct_engine.cli import main
+from ct_cli.main import main
 from ct_engine.graph import Graph
 
 
@@ -54,7 +54,9 @@ def test_attribute_cli_targets_and_graph_files(tmp_path, capsys, monkeypatch):
     diff = ["--target-diff", "Ludus", "Shaivir", "-o", str(pt), "--server", *files]
     served = []  # --server: the blocking serve call is replaced; the app is checked below
     monkeypatch.delenv("CT_CONFIG", raising=False)
-    monkeypatch.setattr("ct_engine.cli._serve_viewer", lambda app, port: served.append(app))
+    monkeypatch.setattr(
+        "ct_viewer.commands.attribute._serve_viewer", lambda app, port: served.append(app)
+    )
     assert main(["attribute", *common, *diff, "--port", "8123"]) == 0
     captured = capsys.readouterr()
     assert "'Ludus - Shaivir'" in captured.out

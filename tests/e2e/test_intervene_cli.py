@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ct_engine.cli import main
+from ct_cli.main import main
 from ct_engine.replacement import ReplacementModel
 
 PROMPT = "The capital of the country where Mosho lives is"

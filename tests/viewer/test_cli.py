@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from ct_assets.cli import main
+from ct_cli.main import main
 from ct_viewer import serve
 from ct_viewer.server import make_server
 

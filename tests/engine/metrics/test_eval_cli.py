@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from ct_engine.commands.eval_transcoders import run
 from ct_engine.metrics import LAYER_METRICS, evaluate_transcoders
-from ct_engine.metrics.cli import run
 from ct_engine.metrics.plot import plot_metrics
 from ct_engine.metrics.table import format_table
 

@@ -8,20 +8,18 @@ on the graph's model (loaded on first use). ``--graph_file_dir DIR`` (repeatable
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-from ct_assets.commands._common import add_config_flag
+from ct_lake.commands._common import add_config_flag
 
-COMMAND = "serve"
+NAME = "serve"
+HELP = "open the graph viewer on the lake (http://127.0.0.1:8041/)"
+DESCRIPTION = "Serve the graph viewer over the lake's graphs (and JSON graph files)."
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        COMMAND,
-        help="open the graph viewer on the lake (http://127.0.0.1:8041/)",
-        description="Serve the graph viewer over the lake's graphs (and JSON graph files).",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -39,7 +37,7 @@ def add_parser(subparsers) -> None:
     add_config_flag(p)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ct_lake.config import load_config
     from ct_viewer.server import create_app, is_loopback, serve
 

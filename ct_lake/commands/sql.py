@@ -8,6 +8,7 @@ out. A bad query exits with status 2 and a one-line message on stderr.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime
 import decimal
@@ -17,18 +18,15 @@ import sys
 import uuid
 from pathlib import Path
 
-from ct_assets.commands._common import add_config_flag
+from ct_lake.commands._common import add_config_flag
 
-COMMAND = "sql"
+NAME = "sql"
+HELP = "query the lake with DuckDB SQL over its views (ct sql --views lists them)"
+DESCRIPTION = "Run a DuckDB query over the lake's views (sql/views/) and print the result."
 MAX_CELL = 60
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        COMMAND,
-        help="query the lake with DuckDB SQL over its views (ct sql --views lists them)",
-        description="Run a DuckDB query over the lake's views (sql/views/) and print the result.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("query", nargs="?", help='the query, e.g. "SELECT * FROM graph_overview"')
     source.add_argument("-f", "--file", help="read the query from this file")
@@ -40,7 +38,7 @@ def add_parser(subparsers) -> None:
     add_config_flag(p)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import duckdb
 
     from ct_lake.catalog import CatalogError, connect, describe

@@ -5,8 +5,7 @@
 
 Prints a table (one row per layer plus a mean row, then the whole-model fidelity numbers).
 ``--prompts`` is a text file with one prompt per line; without it the built-in sample
-:data:`ct_engine.metrics.DEFAULT_TEXTS` (16 short English sentences) is used. Wire it into a
-parser with :func:`add_parser` and run it with :func:`run`.
+:data:`ct_engine.metrics.DEFAULT_TEXTS` (16 short English sentences) is used.
 """
 
 from __future__ import annotations
@@ -16,24 +15,20 @@ import json
 import sys
 from pathlib import Path
 
-from ct_engine.replacement.model import DTYPE_NAMES
+from ct_engine.options import DTYPE_NAMES
 
-COMMAND = "eval-transcoders"
+NAME = "eval-transcoders"
+HELP = "reconstruction, sparsity and fidelity metrics of a transcoder set"
+DESCRIPTION = (
+    "Evaluate transcoders on a token sample: MSE, uncentered NMSE, centered FVU/FVE, "
+    "L0, dead/dense fractions per layer; KL, top-1 agreement and delta CE with every "
+    "MLP replaced; CE loss recovered per single-layer splice. Position 0 (BOS) is "
+    "excluded from every statistic."
+)
+FORMATTER_CLASS = argparse.ArgumentDefaultsHelpFormatter
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``eval-transcoders`` subcommand to ``subparsers`` (from ``add_subparsers``)."""
-    p = subparsers.add_parser(
-        COMMAND,
-        help="reconstruction, sparsity and fidelity metrics of a transcoder set",
-        description=(
-            "Evaluate transcoders on a token sample: MSE, uncentered NMSE, centered FVU/FVE, "
-            "L0, dead/dense fractions per layer; KL, top-1 agreement and delta CE with every "
-            "MLP replaced; CE loss recovered per single-layer splice. Position 0 (BOS) is "
-            "excluded from every statistic."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="Hugging Face model directory or hub id")
     p.add_argument("transcoders", help="transcoder reference (folder, owner/repo, gemma, ...)")
     p.add_argument(
@@ -50,7 +45,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--plot", help="save the per-layer panels to this PNG")
     p.add_argument("--json", help="save every metric to this JSON file")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except ValueError as err:
-        print(f"ct {COMMAND}: error: {err}", file=sys.stderr)
+        print(f"ct {NAME}: error: {err}", file=sys.stderr)
         return 2
 
 

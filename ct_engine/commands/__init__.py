@@ -1,0 +1,91 @@
+"""Subcommand modules, and the one function that assembles them into a command line.
+
+Every ``ct`` subcommand is a module with:
+
+``NAME: str``
+    the word on the command line (``"sql"``, ``"eval-transcoders"``);
+``HELP: str``
+    one line for the parent's ``--help``;
+``add_arguments(parser: argparse.ArgumentParser) -> None``
+    adds the command's arguments to its own parser;
+``run(args: argparse.Namespace) -> int``
+    runs it and returns the exit status (2 for a mistake the user can fix, after one line on
+    stderr).
+
+Optional: ``DESCRIPTION: str`` (the command's own ``--help`` text, default ``HELP``) and
+``FORMATTER_CLASS`` (an ``argparse`` help formatter, default ``argparse.HelpFormatter``).
+
+A group of subcommands (``ct lake info|optimize|...``) is one such module whose
+``add_arguments`` calls :func:`add_subcommands` with its action modules (the same interface,
+with ``dest`` naming the attribute that receives the action's name) and whose ``run`` calls
+:func:`run_subcommand` with the same modules and ``dest``.
+
+Modules are imported when the parser is built, so their top level must stay light (argparse
+and constants): torch, Dagster, DuckDB and the rest are imported inside ``run``. That keeps
+``ct --help`` and ``ct sql`` free of torch.
+
+:func:`main` is the whole command line for a list of modules: the engine's ``python -m
+ct_engine`` (:mod:`ct_engine.cli`) and the ``ct`` command (:mod:`ct_cli.main`) both use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+
+def add_subcommands(
+    parser: argparse.ArgumentParser, modules: Sequence[ModuleType], *, dest: str = "command"
+) -> None:
+    """One sub-parser per module of ``modules`` under ``parser``; the chosen name goes to
+    ``args.<dest>``. Raises ``ValueError`` if two modules share a ``NAME``."""
+    names = [module.NAME for module in modules]
+    if len(set(names)) != len(names):
+        raise ValueError(f"subcommand names must be unique, got {names}")
+    sub = parser.add_subparsers(dest=dest, required=True)
+    for module in modules:
+        child = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=getattr(module, "FORMATTER_CLASS", argparse.HelpFormatter),
+        )
+        module.add_arguments(child)
+
+
+def run_subcommand(
+    args: argparse.Namespace, modules: Sequence[ModuleType], *, dest: str = "command"
+) -> int:
+    """Run the module of ``modules`` whose ``NAME`` is ``args.<dest>``; its exit status."""
+    by_name = {module.NAME: module for module in modules}
+    return by_name[getattr(args, dest)].run(args)
+
+
+def build_parser(
+    modules: Sequence[ModuleType], *, prog: str = "ct", description: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of a command line made of ``modules`` (the chosen name: ``args.command``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_subcommands(parser, modules)
+    return parser
+
+
+def main(
+    modules: Sequence[ModuleType],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "ct",
+    description: str | None = None,
+) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen module; its exit status.
+
+    A ``ValueError`` that escapes a command (a mistake the user can fix) is printed as one
+    line, ``<prog> <command>: error: <message>``, with exit status 2 and no traceback."""
+    args = build_parser(modules, prog=prog, description=description).parse_args(argv)
+    try:
+        return run_subcommand(args, modules)
+    except ValueError as err:
+        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2

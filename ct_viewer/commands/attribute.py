@@ -1,0 +1,67 @@
+"""``ct attribute``: the engine's command (:mod:`ct_engine.commands.attribute`) plus
+``--server``, which serves the graph files it wrote in the viewer afterwards (on
+127.0.0.1:``--port``, with the lake of ``$CT_CONFIG`` when it names a config file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ct_engine.commands import attribute as engine_attribute
+
+NAME = engine_attribute.NAME
+HELP = engine_attribute.HELP
+FORMATTER_CLASS = engine_attribute.FORMATTER_CLASS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    engine_attribute.add_arguments(parser)
+    parser.add_argument(
+        "--server",
+        action="store_true",
+        help="then serve the graph in the viewer on 127.0.0.1:--port (with $CT_CONFIG's lake)",
+    )
+    parser.add_argument("--port", type=int, default=8041)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Attribute (the engine's command), then serve the graph files when ``--server``.
+    Raises ``ValueError`` for ``--server`` without ``--slug`` and ``--graph_file_dir``,
+    before any model is loaded."""
+    serving = args.server and not args.estimate_memory
+    if serving and not (args.slug and args.graph_file_dir):
+        raise ValueError("--server needs --slug and --graph_file_dir")
+    status = engine_attribute.run(args)
+    if status != 0 or not serving:
+        return status
+    app = _viewer_app(args.graph_file_dir)
+    print(f"ct attribute: serving the graph as file__{args.slug} on port {args.port}")
+    try:
+        _serve_viewer(app, args.port)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _viewer_app(graph_file_dir: str):
+    """The viewer over ``graph_file_dir`` plus the lake of ``$CT_CONFIG`` when it names a
+    config file (its graphs and annotations)."""
+    from ct_lake.config import CONFIG_ENV, load_config
+    from ct_viewer.server import create_app
+
+    config = os.environ.get(CONFIG_ENV)
+    if config and Path(config).is_file():
+        loaded = load_config(config)
+        print(f"ct attribute: the viewer also shows the lake {loaded.lake} (${CONFIG_ENV})")
+        return create_app(
+            lake_root=loaded.lake, config_path=loaded.path, graph_file_dirs=[Path(graph_file_dir)]
+        )
+    return create_app(lake_root=None, graph_file_dirs=[Path(graph_file_dir)])
+
+
+def _serve_viewer(app, port: int) -> None:
+    """Run the viewer until interrupted (blocking; the tests replace this function)."""
+    from ct_viewer.server import serve
+
+    serve(app, port=port)
