@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ct_viewer.annotations import AnnotationStore, InvalidBody
 from ct_viewer.annotations import validate as validate_annotation
 from ct_viewer.graphs import Conflict, GraphNotFound, GraphStore
-from ct_viewer.steering import load_model, steer
+from ct_viewer.steering import SteeringModels, steer
 from ct_viewer.steering import validate as validate_steer
 
 log = logging.getLogger("ct_viewer")
@@ -147,8 +147,9 @@ def _threshold(request: Request, name: str, default: float) -> float:
 
 
 class _Handlers:
-    def __init__(self, store: GraphStore, max_body_bytes: int):
+    def __init__(self, store: GraphStore, max_body_bytes: int, models: SteeringModels):
         self.store = store
+        self.models = models
         self.max_body_bytes = max_body_bytes
         self.annotations = AnnotationStore(store.lake) if store.lake is not None else None
         pruning = store.config.pruning if store.config is not None else None
@@ -232,7 +233,8 @@ class _Handlers:
             from ct_lake.paths import cached_transcoders
 
             try:
-                model, lock = load_model(entry, cached_transcoders(self.store.lake, entry.name))
+                transcoders = cached_transcoders(self.store.lake, entry.name)
+                model, lock = self.models.load(entry, transcoders)
             except (OSError, ValueError) as err:
                 raise Conflict(f"could not load model {entry.name!r}: {err}") from err
             return steer(model, lock, self.store.graph(ref), checked)
@@ -276,6 +278,7 @@ def create_app(
     graph_file_dirs: Sequence[Path] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
     allowed_hosts: Sequence[str] | None = None,
+    model_cache=None,
 ) -> Starlette:
     """The viewer app.
 
@@ -289,6 +292,8 @@ def create_app(
         max_body_bytes: request bodies larger than this get 413.
         allowed_hosts: accepted ``Host`` headers (default: the loopback names; ``["*"]``
             accepts any, for a server listening beyond the loopback interface).
+        model_cache: the :class:`~ct_lake.models.ModelCache` steering loads models into
+            (default: a new one, held by the app as ``app.state.models``).
     """
     config = None
     if config_path is not None:
@@ -298,7 +303,8 @@ def create_app(
     store = GraphStore(
         Path(lake_root) if lake_root is not None else None, config, list(graph_file_dirs)
     )
-    h = _Handlers(store, max_body_bytes)
+    models = SteeringModels(model_cache)
+    h = _Handlers(store, max_body_bytes, models)
     graph = "/api/graphs/{graph_id:str}"
     routes = [
         Route("/", h.index, methods=["GET"]),
@@ -322,6 +328,7 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.store = store
+    app.state.models = models
     return app
 
 

@@ -1,9 +1,10 @@
 """Steering: set a graph's features to values and report how the next token moves.
 
 The model of a lake graph is loaded on first use from the config's model entry (the lake's
-cached transcoders when ``transcoder_cache`` ran, else the entry's reference), on CUDA when
-available, else the CPU, and kept for the life of the process. Runs on one model are
-serialized (the backend installs hooks during a forward pass).
+cached transcoders when ``transcoder_cache`` ran, else the entry's reference), with the
+entry's backend, dtype and device (CUDA when available, else the CPU by default), and kept in
+the app's :class:`SteeringModels` for the life of the app. Runs on one model are serialized
+(the backend installs hooks during a forward pass).
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ MAX_INTERVENTIONS = 64
 MAX_TOP = 100
 MAX_ABS_VALUE = 1e6
 FIELDS = ("interventions", "freeze_attention", "top")
-
-_MODEL_LOCKS: dict[int, threading.Lock] = {}  # id(model) -> its run lock
-_REGISTRY_LOCK = threading.Lock()
 
 
 def _number(value, name: str) -> float:
@@ -78,24 +76,32 @@ def validate(body: Any, nodes: dict[str, NodeRef]) -> dict:
     return {"interventions": checked, "freeze_attention": freeze, "top": top}
 
 
-def load_model(entry, transcoders: str | None):
-    """The :class:`~ct_engine.ReplacementModel` of a config entry, from the lakehouse's
-    per-process model cache (loaded once); returns ``(model, lock)``: hold the lock while
-    running the model (steering requests arrive on several threads)."""
-    from ct_lake.models import MODELS
+class SteeringModels:
+    """The models an app steers with: its own :class:`~ct_lake.models.ModelCache` (loaded
+    once per entry and transcoders) and one run lock per model."""
 
-    model = MODELS.get(entry, transcoders)
-    with _REGISTRY_LOCK:
-        lock = _MODEL_LOCKS.setdefault(id(model), threading.Lock())
-    return model, lock
+    def __init__(self, cache=None):
+        from ct_lake.models import ModelCache
 
+        self.cache = cache if cache is not None else ModelCache()
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._registry_lock = threading.Lock()
 
-def clear_models() -> None:
-    from ct_lake.models import MODELS
+    def load(self, entry, transcoders: str | None) -> tuple[Any, threading.Lock]:
+        """``(model, lock)`` of a config entry (``transcoders`` overrides its reference):
+        hold the lock while running the model (steering requests arrive on several
+        threads)."""
+        model = self.cache.get(entry, transcoders)
+        key = self.cache.key(entry, transcoders)
+        with self._registry_lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        return model, lock
 
-    MODELS.clear()
-    with _REGISTRY_LOCK:
-        _MODEL_LOCKS.clear()
+    def clear(self) -> None:
+        """Forget the loaded models."""
+        self.cache.clear()
+        with self._registry_lock:
+            self._locks.clear()
 
 
 def steer(model, lock: threading.Lock, graph, request: dict) -> dict:

@@ -23,7 +23,6 @@ class ViewerLake:
 def viewer_lake(tmp_path_factory, tiny_lakehouse_files) -> ViewerLake:  # noqa: F811
     import dagster as dg
 
-    from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
     from ct_lake.config import load_config
     from ct_lake.keys import prompt_key
@@ -35,10 +34,8 @@ def viewer_lake(tmp_path_factory, tiny_lakehouse_files) -> ViewerLake:  # noqa: 
         mp.setenv("CT_CONFIG", str(config.path))
         mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
         (folder / "dagster_home").mkdir()
-        clear_model_cache()
         with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
             assert materialize(config, "tiny", PROMPTS, instance).success
-        clear_model_cache()
     ids = [graph_slug("tiny", prompt_key(p)) for p in PROMPTS]
     files_dir = folder / "graph-files"
     files_dir.mkdir()

@@ -184,11 +184,10 @@ def test_annotation_bodies_are_validated(client, viewer_lake, document):
 # -- steering ----------------------------------------------------------------------------------
 
 
-def test_steering_ablation_matches_the_engine(client, viewer_lake, document):
+def test_steering_ablation_matches_the_engine(client, app, viewer_lake, document):
     from ct_lake.graph_cache import load_graph
     from ct_lake.lake import Lake
     from ct_lake.paths import cached_transcoders
-    from ct_viewer.steering import load_model
 
     features = _feature_nodes(document)
     top = min(features, key=lambda n: n["influence"])  # smallest cumulative share: most influential
@@ -214,7 +213,8 @@ def test_steering_ablation_matches_the_engine(client, viewer_lake, document):
     # The same ablation directly on the engine.
     entry = viewer_lake.config.model("tiny")
     lake = Lake(viewer_lake.config.lake)
-    model, _ = load_model(entry, cached_transcoders(lake, "tiny"))
+    model, _ = app.state.models.load(entry, cached_transcoders(lake, "tiny"))
+    assert [name for name, _ in app.state.models.cache.load_events] == ["tiny"]  # loaded once
     from ct_lake.paths import graph_path
 
     prompt = viewer_lake.ids[0].split("__")[1]

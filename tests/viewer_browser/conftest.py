@@ -57,7 +57,6 @@ def viewer_lake(tmp_path_factory, tiny_lakehouse_files):  # noqa: F811
     """``(config_path, lake_root)``: the two prompts of ``PROMPTS`` materialized on "tiny"."""
     import dagster as dg
 
-    from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
     from ct_lake.config import load_config
 
@@ -67,11 +66,9 @@ def viewer_lake(tmp_path_factory, tiny_lakehouse_files):  # noqa: F811
         mp.setenv("CT_CONFIG", str(path))
         mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
         (folder / "dagster_home").mkdir()
-        clear_model_cache()
         config = load_config(path)
         with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
             materialize(config, "tiny", PROMPTS, instance)
-        clear_model_cache()
     return path, config.lake
 
 
