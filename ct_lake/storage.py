@@ -64,6 +64,38 @@ RETRY_TIMEOUT_S = 15
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _TRUE = {"1", "true", "yes", "on"}
 
+# Marks of storage errors in client messages, lowercase without spaces, '_' or '-'.
+_REFUSED = (
+    "invalidaccesskeyid",
+    "signaturedoesnotmatch",
+    "invalidclienttokenid",
+    "invalidtoken",
+    "expiredtoken",
+    "accessdenied",
+    "forbidden",
+    "unauthorized",
+    "credentials",
+    "lackedthenecessaryprivileges",
+)
+_UNREACHABLE = (
+    "connectionrefused",
+    "connecterror",
+    "errorsendingrequest",
+    "dnserror",
+    "failedtolookup",
+    "couldnotresolve",
+    "couldnotconnect",
+    "couldn'tconnect",
+    "networkconnection",
+    "timedout",
+    "timeout",
+    "unreachable",
+    "connectionreset",
+    "tcpconnect",
+    "curlcode:7,",
+    "curlcode:28,",
+)
+
 
 class LakeError(ValueError):
     """A lake mistake the user can fix: a bad URI, an unreachable endpoint, refused credentials.
@@ -258,6 +290,9 @@ class Location:
             "connect_timeout": CONNECT_TIMEOUT_S,
             "request_timeout": REQUEST_TIMEOUT_S,
             "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=MAX_RETRIES + 1),
+            # A small file becomes one PutObject (half the time of a multipart upload); a
+            # large one still goes multipart. Either is visible only once complete.
+            "allow_delayed_open": True,
         }
         endpoint = self.endpoint
         if endpoint:
@@ -287,47 +322,17 @@ class Location:
         if isinstance(err, LakeError):
             return err
         text = scrub(f"{type(err).__name__}: {err}")
-        lowered = text.lower()
+        # Clients spell the same S3 error codes differently (SignatureDoesNotMatch,
+        # SIGNATURE_DOES_NOT_MATCH, "signature does not match"): compare without separators.
+        compact = re.sub(r"[\s_-]", "", text.lower())
         where = self.describe()
-        if any(
-            mark in lowered
-            for mark in (
-                "invalidaccesskeyid",
-                "signaturedoesnotmatch",
-                "invalidtoken",
-                "expiredtoken",
-                "accessdenied",
-                "access denied",
-                "forbidden",
-                "403",
-                "credentials",
-                "unauthorized",
-            )
-        ):
+        if re.search(r"\b40[13]\b", text) or any(mark in compact for mark in _REFUSED):
             reason = (
                 "the credentials were refused (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
             )
-        elif "nosuchbucket" in lowered or "bucket does not exist" in lowered:
+        elif "nosuchbucket" in compact or "bucketdoesnotexist" in compact:
             reason = f"bucket {self.bucket!r} does not exist"
-        elif any(
-            mark in lowered
-            for mark in (
-                "connection refused",
-                "connect error",
-                "error sending request",
-                "dns error",
-                "failed to lookup",
-                "could not resolve",
-                "couldn't connect",
-                "timed out",
-                "timeout",
-                "unreachable",
-                "connection reset",
-                "tcp connect",
-                "curlcode: 7",
-                "curlcode: 28",
-            )
-        ):
+        elif any(mark in compact for mark in _UNREACHABLE):
             reason = "the endpoint cannot be reached"
         else:
             first = next((line for line in text.splitlines() if line.strip()), text)
