@@ -1,4 +1,4 @@
-"""DuckDB views over the lake, from the SQL files in the repository's ``sql/views/``.
+"""DuckDB views over the lake, from the SQL files of ``ct_lake/sql/views/`` (package data).
 
 Each ``sql/views/<view>.sql`` holds one ``CREATE OR REPLACE VIEW <view> AS ...`` statement;
 ``{lake}`` in it stands for the lake root (an absolute path, inserted inside the file's string
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import duckdb
 
+from ct_lake.package_data import sql_dir
 from ct_lake.tables import TABLES, TableSpec
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+SQL_DIR = sql_dir()
 LAKE_PLACEHOLDER = "{lake}"
 _HEADER = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)\s+AS\b", re.IGNORECASE)
 # comments (-- and /* */) and string literals: what the view-dependency scan ignores
@@ -58,8 +59,8 @@ def views_dir(sql_dir: Path | None = None) -> Path:
     folder = (sql_dir or SQL_DIR) / "views"
     if not folder.is_dir():
         raise CatalogError(
-            f"no SQL view folder at {folder}: ct_assets expects the repository's sql/ folder "
-            "next to the package (install the project in editable mode from its checkout)"
+            f"no SQL view folder at {folder}: the installed ct_lake package lacks its sql/ "
+            "package data (reinstall ct-lakehouse)"
         )
     return folder
 

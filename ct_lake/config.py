@@ -1,7 +1,9 @@
 """The one configuration file users edit: models, prompt sets, attribution and pruning settings.
 
-``ct_lakehouse.yaml`` at the repository root, or the file named by ``CT_CONFIG``. Relative
-paths inside it are relative to the file. Example::
+The file given, else the one ``$CT_CONFIG`` names, else ``./ct_lakehouse.yaml`` in the current
+folder, else the packaged default (:mod:`ct_lake.package_data`). Relative paths inside it are
+relative to the file (to the current folder for the packaged default); ``pkg:PKG/PATH`` names
+a file inside an installed package. Example::
 
     lake: .ct-lake
     mlflow:
@@ -49,9 +51,8 @@ from pydantic_core import PydanticCustomError
 from ct_engine.options import BACKENDS, DTYPE_NAMES
 from ct_engine.presets import PRESETS
 from ct_lake.keys import check_model_key
+from ct_lake.package_data import config_base, default_config, resolve_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "ct_lakehouse.yaml"
 CONFIG_ENV = "CT_CONFIG"
 
 DTYPES = tuple(dict.fromkeys(DTYPE_NAMES.values()))  # canonical names: float32, bfloat16, ...
@@ -214,12 +215,18 @@ class LakehouseConfig(_Strict):
         raise ValueError(f"unknown model {name!r}: the config {self.path} declares {known}")
 
     @property
+    def base(self) -> Path:
+        """The folder relative paths resolve against: the file's, or the current folder for
+        the packaged default (:func:`ct_lake.package_data.config_base`)."""
+        return config_base(self.path)
+
+    @property
     def tracking_uri(self) -> str:
         """The MLflow URI with a relative sqlite path resolved against the config's folder."""
         uri = self.mlflow.tracking_uri
         prefix = "sqlite:///"
         if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-            return prefix + str(self.path.parent / uri[len(prefix) :])
+            return prefix + str(self.base / uri[len(prefix) :])
         return uri
 
 
@@ -284,11 +291,12 @@ def _shown(path: Path) -> str:
 
 
 def config_path(path: str | Path | None = None) -> Path:
-    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).resolve()
+    return Path(path or os.environ.get(CONFIG_ENV) or default_config()).resolve()
 
 
 def load_config(path: str | Path | None = None) -> LakehouseConfig:
-    """Read and validate the configuration (``path``, else ``$CT_CONFIG``, else the repo's).
+    """Read and validate the configuration (``path``, else ``$CT_CONFIG``, else
+    ``./ct_lakehouse.yaml``, else the packaged default).
 
     Raises:
         ConfigError: a missing file, invalid YAML or a bad key; the message is one line.
@@ -308,18 +316,21 @@ def load_config(path: str | Path | None = None) -> LakehouseConfig:
         raise ConfigError(f"{shown}: expected a mapping at the top level")
     if "path" in raw:
         raise ConfigError(f"{shown}: path: unknown key (the file's own path is implied)")
-    base = path.parent
+    base = config_base(path)
     raw["path"] = path
     raw["lake"] = base / raw.get("lake", ".ct-lake")
     for name in ("golden", "prompts_file"):
         if raw.get(name):
-            raw[name] = base / raw[name]
+            raw[name] = resolve_path(raw[name], base)
     models = raw.get("models")
     if isinstance(models, list):
         names = [m.get("name") for m in models if isinstance(m, dict)]
         twice = sorted({n for n in names if names.count(n) > 1}, key=str)
         if twice:
             raise ConfigError(f"{shown}: models: names must be unique, {twice} repeat")
+        for entry in models:  # absolute, so that readers need not know the base
+            if isinstance(entry, dict) and isinstance(entry.get("eval_texts"), str):
+                entry["eval_texts"] = str(resolve_path(entry["eval_texts"], base))
     try:
         return LakehouseConfig.model_validate(raw)
     except ValidationError as err:
