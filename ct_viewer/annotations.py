@@ -1,10 +1,14 @@
 """Annotations: the lake table ``annotations``, one partition (``graph=<id>``) per graph.
 
-Every change is a read-modify-write of the partition's file under two locks: a per-process
-lock (threads of this server) and an ``fcntl`` lock on ``<partition>/.lock`` (other server
-processes sharing the lake). The file itself is replaced atomically by
-:meth:`ct_lake.lake.Lake.write_table`, so readers (other servers, DuckDB) never see a
-partial file and read without locking.
+Every change is a read-modify-write of the graph's partition under two locks: a per-process
+lock (threads of this server) and an ``fcntl`` lock on a per-graph lock file (other server
+processes on this machine sharing the lake). The lock file is the lake's local file
+``files/locks/annotations-graph=<id>.lock`` (for a lake on object storage, in its local
+cache folder). :meth:`ct_lake.lake.Lake.write_table` replaces the partition's rows in one
+atomic commit, so readers (other servers, DuckDB) never see a partial write and read
+without locking. The write itself cannot tell that the rows changed since they were read:
+the lock is what keeps two writers of one graph from losing an update, so servers on
+different machines must not annotate the same graph of one shared lake at the same time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 TABLE = "annotations"
+LOCKS = "locks"  # the lake's file kind of the lock files
 KINDS = ("label", "supernode", "note")
 MAX_AUTHOR = 100
 MAX_TEXT = 2000
@@ -107,9 +112,9 @@ class AnnotationStore:
 
     @contextlib.contextmanager
     def _locked(self, graph: str) -> Iterator[None]:
-        folder = self.lake.partition_dir(TABLE, graph=graph)
-        folder.mkdir(parents=True, exist_ok=True)
-        with _PROCESS_LOCK, open(folder / ".lock", "a") as handle:
+        path = self.lake.file_path(LOCKS, f"{TABLE}-graph={graph}.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _PROCESS_LOCK, open(path, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
