@@ -22,14 +22,16 @@ credentials, to hand them to deltalake and pyarrow; never log what they return.
 
 Concurrent commits. A Delta commit is "create ``_delta_log/<version>.json`` if absent": two
 writers that race for the same version must not both succeed, or one commit is silently lost.
-On a local disk the filesystem gives that. On S3, deltalake (delta-rs 1.x) uses the object
-store's conditional put, ``PUT`` with ``If-None-Match: *``, which AWS S3 (since 2024), MinIO,
-Cloudflare R2 and moto honour; :meth:`Location.storage_options` asks for it explicitly
-(``conditional_put=etag``) and never sets ``AWS_S3_ALLOW_UNSAFE_RENAME``. A store that ignores
-``If-None-Match`` is not safe for concurrent writers (use one writer at a time there, or
-delta-rs' DynamoDB locking provider via ``AWS_S3_LOCKING_PROVIDER=dynamodb``, which the
-environment passes straight to deltalake). ``tests/lake/test_s3_concurrency.py`` checks it with
-several processes committing to one table on a real S3-compatible server.
+On a local disk the filesystem gives that. On S3, deltalake 1.6 (delta-rs) writes the log entry
+with the object store's conditional put, ``PUT`` with ``If-None-Match: *``, which AWS S3 (since
+2024), MinIO, Cloudflare R2 and moto honour; the loser of a race gets ``412``, re-reads the log
+and commits on top. :meth:`Location.storage_options` asks for it explicitly
+(``conditional_put=etag``, also object_store's default). There is no unsafe fallback: with
+conditional put disabled, deltalake 1.6 refuses to commit on S3 at all. A store that accepts
+the header but ignores it would not be safe for concurrent writers: use one writer at a time
+there, or delta-rs' DynamoDB locking provider (``AWS_S3_LOCKING_PROVIDER=dynamodb``, read by
+deltalake from the environment). ``tests/lake/test_s3_concurrency.py`` checks it with several
+processes committing to one table on a real S3-compatible server.
 
 Failures are bounded: a connect timeout of a few seconds and few retries, so an unreachable
 endpoint or refused credentials give one :class:`LakeError` (see :meth:`Location.error`) in
