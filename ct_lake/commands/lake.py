@@ -12,12 +12,13 @@ import argparse
 from types import ModuleType
 
 from ct_engine.commands import add_subcommands, run_subcommand
+from ct_lake.commands import lake_migrate
 
 NAME = "lake"
 HELP = "inspect and maintain the lake"
 
 # The action modules, in the order `ct lake --help` lists them.
-ACTIONS: tuple[ModuleType, ...] = ()
+ACTIONS: tuple[ModuleType, ...] = (lake_migrate,)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
