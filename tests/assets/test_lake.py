@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pyarrow.parquet as pq
 import pytest
 
 from ct_lake.config import load_config
@@ -29,15 +28,12 @@ def test_rewriting_a_partition_replaces_it(tmp_path):
     lake = Lake(tmp_path)
     keys = dict(model="m", prompt=prompt_key("x"))
     rows = [{"target": 5, "source": 1, "weight": 0.5}, {"target": 5, "source": 2, "weight": -1.0}]
-    path, n = lake.write_table("edges", rows, **keys)
-    assert (
-        n == 2
-        and path == tmp_path / "edges" / "model=m" / f"prompt={keys['prompt']}" / "data.parquet"
-    )
+    uri, n = lake.write_table("edges", rows, **keys)
+    assert n == 2 and uri == f"{tmp_path}/edges/model=m/prompt={keys['prompt']}"
     lake.write_table("edges", rows[:1], **keys)
-    assert pq.read_table(path).num_rows == 1
-    assert [p.name for p in path.parent.iterdir()] == ["data.parquet"]  # no temp files left
-    assert pq.read_table(path).schema.equals(TABLES["edges"].schema)
+    assert lake.read_table("edges", **keys).to_pylist() == rows[:1]
+    assert lake.scan("edges").num_rows == 1  # the table holds the new rows only
+    assert lake.read_table("edges", **keys).schema.equals(TABLES["edges"].schema)
 
 
 def test_bad_partitions_and_rows_are_refused(tmp_path):
