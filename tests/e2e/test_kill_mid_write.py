@@ -1,20 +1,19 @@
-"""A writer killed mid-write never leaves partial data in the lake.
+"""A writer killed mid-write never leaves partial data in the lake's Delta tables.
 
-A subprocess writes an ``edges`` partition of a few million rows through ``Lake.write_table``
-(version A), then rewrites it with other rows (version B). The test SIGKILLs it while B is
-being written (its temporary ``.data.parquet.*.tmp`` holds bytes but has not been renamed) and
-checks that ``data.parquet`` is still exactly A, that DuckDB reading the table glob sees A and
-nothing else, and that ``Lake.sweep`` removes the leftover temporary file. A second test kills
-the very first write of a partition: the partition then does not exist.
-
-If a write finishes before the kill lands (a very slow or very fast machine), the attempt is
-repeated with twice the rows.
+A subprocess rewrites one ``edges`` partition over and over through ``Lake.write_table`` (a
+different seed each time, printing each seed once its commit returned). The test SIGKILLs it
+at random moments, many times, on the same lake, and after each kill checks that the table is
+readable at a committed version: exactly the rows of one seed the writer wrote completely
+(the last one it reported, or the one after if the kill landed between the commit and the
+print), through ``read_table``, the DuckDB catalog and the table's history, with no partial
+rows. Data files of the killed write are on disk but listed by no version; a rerun completes.
+A second test kills the very first write of a table: the partition then does not exist.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,42 +23,38 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from ct_lake.lake import DATA_FILE, Lake
+from ct_lake import catalog
+from ct_lake.lake import Lake
 
 MODEL, PROMPT = "tiny", "p_0123456789ab"
-ROWS = (3_000_000, 6_000_000, 12_000_000)  # per attempt
-SEED_A, SEED_B = 1, 2
-START_TIMEOUT_S = 120  # interpreter start, imports and data generation on a loaded machine
-PARTIAL_BYTES = 1 << 20  # kill once the temporary file holds row groups, not just the header
+ROWS = 300_000  # per write: long enough (~0.1-0.3 s) for kills to land inside writes
+KILLS = 12
+START_TIMEOUT_S = 120  # interpreter start and imports on a loaded machine
 
 WRITER = """
-import hashlib, sys
+import sys
 import numpy as np, pyarrow as pa
 from ct_lake.lake import Lake
 
-root, mode, n, seed_a, seed_b = sys.argv[1], sys.argv[2], int(sys.argv[3]), *map(int, sys.argv[4:6])
-
-def edges(seed):
+root, n, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+lake = Lake(root)
+print("ready", flush=True)
+for seed in range(first, first + count):
     rng = np.random.default_rng(seed)
-    return pa.table({
+    lake.write_table("edges", pa.table({
         "target": rng.integers(0, 2**31 - 1, n, dtype=np.int32),
         "source": rng.integers(0, 2**31 - 1, n, dtype=np.int32),
         "weight": rng.standard_normal(n, dtype=np.float32),
-    })
-
-lake = Lake(root)
-keys = dict(model=sys.argv[6], prompt=sys.argv[7])
-a = edges(seed_a)
-b = edges(seed_b) if mode == "rewrite" else None
-path, rows = lake.write_table("edges", a, **keys)
-print("A", rows, hashlib.sha256(path.read_bytes()).hexdigest(), flush=True)
-if b is not None:
-    lake.write_table("edges", b, **keys)
-    print("B", flush=True)
+    }), model=sys.argv[5], prompt=sys.argv[6])
+    print("committed", seed, flush=True)
 """
+
+CHECKSUM = (
+    "SELECT count(*), sum(target::BIGINT), sum(source::BIGINT), "
+    "bit_xor(hash(target, source, weight)) FROM {}"
+)
 
 
 def edges_table(n: int, seed: int) -> pa.Table:
@@ -74,136 +69,116 @@ def edges_table(n: int, seed: int) -> pa.Table:
     )
 
 
-CHECKSUM = (
-    "SELECT count(*), sum(target::BIGINT), sum(source::BIGINT), "
-    "bit_xor(hash(target, source, weight)) FROM {}"
-)
-
-
 def checksum_of(table: pa.Table) -> tuple:
     con = duckdb.connect()
     con.register("t", table)
     return con.execute(CHECKSUM.format("t")).fetchone()
 
 
-def checksum_of_glob(lake: Lake) -> tuple:
-    source = f"read_parquet('{lake.table_glob('edges')}', hive_partitioning = true)"
-    return duckdb.connect().execute(CHECKSUM.format(source)).fetchone()
-
-
-def temp_files(folder: Path) -> list[Path]:
-    if not folder.exists():
-        return []
-    return sorted(p for p in folder.iterdir() if p.name.startswith(f".{DATA_FILE}."))
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def kill_mid_write(lake: Lake, mode: str, n: int, log: Path) -> tuple[int, Path | None, str]:
-    """Start the writer and SIGKILL it once the write under test has written some row groups
-    to its temporary file. Returns (exit code, the temporary file if the kill landed
-    mid-write, the writer's output).
-
-    For ``rewrite`` the write under test is B: its temporary file is the one that shows up
-    after ``data.parquet`` (A) exists, as only the writer writes this partition.
-    """
-    folder = lake.partition_dir("edges", model=MODEL, prompt=PROMPT)
-    argv = [str(lake.root), mode, str(n), str(SEED_A), str(SEED_B), MODEL, PROMPT]
+def start_writer(root: Path, first: int, count: int, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, *argv],
+        return subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(root), str(ROWS), str(first), str(count)]
+            + [MODEL, PROMPT],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def wait_for(log: Path, proc: subprocess.Popen, word: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while word not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the writer did not print {word!r}; its output:\n{log.read_text()}")
+        time.sleep(0.005)
+
+
+def kill(proc: subprocess.Popen) -> int:
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        caught = None
-        while caught is None and proc.poll() is None:
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the writer did not start the {'second' if mode == 'rewrite' else 'first'} "
-                    f"write within {START_TIMEOUT_S}s; its output:\n{log.read_text()}"
-                )
-            ready = mode == "first" or (folder / DATA_FILE).exists()
-            for tmp in temp_files(folder) if ready else ():
-                try:
-                    if tmp.stat().st_size >= PARTIAL_BYTES:
-                        caught = tmp
-                except FileNotFoundError:  # renamed meanwhile: too late for this one
-                    pass
-            if caught is None:
-                time.sleep(0.002)
-        if caught is not None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    landed = caught is not None and proc.returncode == -signal.SIGKILL and caught.exists()
-    return proc.returncode, caught if landed else None, log.read_text()
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return proc.wait(timeout=30)
 
 
-def test_killed_rewrite_leaves_version_a(tmp_path):
-    for attempt, n in enumerate(ROWS):
-        lake = Lake(tmp_path / f"lake{attempt}")
-        code, tmp, output = kill_mid_write(lake, "rewrite", n, tmp_path / f"writer{attempt}.log")
-        if tmp is not None:
-            break
-        assert code in (0, -signal.SIGKILL), f"the writer failed (exit {code}):\n{output}"
-    else:
-        pytest.fail(f"every write of B finished before the kill landed (rows {ROWS})")
-
-    path = lake.table_path("edges", model=MODEL, prompt=PROMPT)
-    [line] = [line.split() for line in output.splitlines() if line.startswith("A ")]
-    assert "B" not in output.splitlines(), "the writer reported B written, yet was killed"
-    # data.parquet is byte for byte the file A's write produced...
-    assert sha256(path) == line[2]
-    # ...readable, with A's rows: the same checksum as A generated again in this process.
-    a, b = edges_table(n, SEED_A), edges_table(n, SEED_B)
-    assert pq.read_table(path).num_rows == n == int(line[1])
-    assert checksum_of(lake.read_table("edges", model=MODEL, prompt=PROMPT)) == checksum_of(a)
-    assert checksum_of(a) != checksum_of(b)
-
-    # The killed write left partial bytes of B (not a readable Parquet file) next to it...
-    assert tmp.parent == path.parent and tmp.stat().st_size >= PARTIAL_BYTES
-    with pytest.raises(pa.ArrowInvalid):
-        pq.read_table(tmp)
-    # ...which DuckDB reading the table glob does not see: exactly A's rows, from data.parquet.
-    assert checksum_of_glob(lake) == checksum_of(a)
-    glob = lake.table_glob("edges")
-    files = duckdb.sql(
-        f"SELECT DISTINCT filename FROM read_parquet('{glob}', filename = true)"
-    ).fetchall()
-    assert [Path(f) for (f,) in files] == [path]
-
-    assert lake.sweep() == 1
-    assert temp_files(path.parent) == [] and not tmp.exists()
-    assert sha256(path) == line[2]  # sweeping leaves the data alone
+def committed(log: Path) -> list[int]:
+    return [
+        int(line.split()[1])
+        for line in log.read_text().splitlines()
+        if line.startswith("committed")
+    ]
 
 
-def test_killed_first_write_leaves_no_partition(tmp_path):
-    for attempt, n in enumerate(ROWS):
-        lake = Lake(tmp_path / f"lake{attempt}")
-        code, tmp, output = kill_mid_write(lake, "first", n, tmp_path / f"writer{attempt}.log")
-        if tmp is not None:
-            break
-        assert code in (0, -signal.SIGKILL), f"the writer failed (exit {code}):\n{output}"
-    else:
-        pytest.fail(f"every first write finished before the kill landed (rows {ROWS})")
+def unlisted_files(lake: Lake) -> set[str]:
+    listed = {f.path for f in lake.snapshot("edges").files}
+    folder = lake.root / "edges"
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("part-*.parquet")}
+    return on_disk - listed
 
-    assert not any(line.startswith("A ") for line in output.splitlines()), output
-    path = lake.table_path("edges", model=MODEL, prompt=PROMPT)
-    assert not path.exists()
+
+@pytest.mark.slow
+def test_killed_writers_leave_a_committed_version(tmp_path):
+    root = tmp_path / "lake"
+    rng = random.Random(7)
+    seed, last, kills_inside_writes = 1, None, 0
+    for attempt in range(KILLS):
+        log = tmp_path / f"writer{attempt}.log"
+        proc = start_writer(root, seed, 1000, log)
+        wait_for(log, proc, "committed" if attempt == 0 else "ready")
+        time.sleep(rng.uniform(0.0, 0.6))
+        orphans_before = unlisted_files(Lake(root))
+        code = kill(proc)
+        assert code == -signal.SIGKILL, f"the writer ended by itself ({code}):\n{log.read_text()}"
+        done = committed(log)
+        if done:
+            last = done[-1]
+        # The table reads as exactly one complete write: the last reported, or the one after
+        # (killed after its commit, before its print).
+        lake = Lake(root)  # a new process's view: no cached handle
+        rows = lake.read_table("edges", model=MODEL, prompt=PROMPT)
+        got = checksum_of(rows)
+        candidates = {s: checksum_of(edges_table(ROWS, s)) for s in (last, last + 1)}
+        assert got in candidates.values(), f"partial or unknown rows after kill {attempt}"
+        current = next(s for s, c in candidates.items() if c == got)
+        with catalog.connect(lake) as con:
+            assert con.execute(CHECKSUM.format("edges")).fetchone() == got
+        history = lake.history("edges")
+        assert [c.version for c in history] == list(range(len(history)))
+        assert lake.snapshot("edges").version == history[-1].version
+        kills_inside_writes += len(unlisted_files(lake) - orphans_before) > 0
+        seed, last = current + 1, current
+
+    # Some kills landed inside a write: its data files are on disk, listed by no version.
+    assert kills_inside_writes > 0
+    # A rerun completes and its rows replace the partition.
+    log = tmp_path / "rerun.log"
+    proc = start_writer(root, seed, 1, log)
+    assert proc.wait(timeout=120) == 0, log.read_text()
+    lake = Lake(root)
+    assert checksum_of(lake.read_table("edges", model=MODEL, prompt=PROMPT)) == checksum_of(
+        edges_table(ROWS, seed)
+    )
+    # optimize removes what the killed writers left.
+    lake.optimize(retention_hours=0)
+    assert unlisted_files(lake) == set()
+    assert lake.scan("edges").num_rows == ROWS
+
+
+def test_a_killed_first_write_leaves_no_partition(tmp_path):
+    root = tmp_path / "lake"
+    log = tmp_path / "writer.log"
+    proc = start_writer(root, 1, 1, log)
+    wait_for(log, proc, "ready")
+    kill(proc)
+    assert committed(log) == [], "the first write finished before the kill"
+    lake = Lake(root)
     assert not lake.has_partition("edges", model=MODEL, prompt=PROMPT)
     with pytest.raises(FileNotFoundError):
         lake.read_table("edges", model=MODEL, prompt=PROMPT)
-    with pytest.raises(duckdb.IOException, match="No files found"):
-        checksum_of_glob(lake)
-    assert tmp.stat().st_size >= PARTIAL_BYTES
-
-    assert lake.sweep() == 1
-    assert list(path.parent.iterdir()) == []
+    with catalog.connect(lake) as con:
+        assert con.execute("SELECT count(*) FROM edges").fetchone() == (0,)
+    # A rerun completes.
+    proc = start_writer(root, 1, 1, tmp_path / "rerun.log")
+    assert proc.wait(timeout=120) == 0
+    assert Lake(root).read_table("edges", model=MODEL, prompt=PROMPT).num_rows == ROWS
