@@ -17,20 +17,25 @@ file in the new lake. Rows are copied as they are (absolute paths recorded in th
 ``transcoder_cache.path``, are data and stay unchanged).
 
 Nothing is dropped silently: an entry of the old lake that is not a known table partition or
-file (an unknown table, a folder that is not ``<column>=<value>``, a file outside that
-layout) is listed in :attr:`MigrationReport.unknown`, and a column of an old file that its
-table no longer has in :attr:`MigrationReport.dropped_columns`. Only the old writers' own
+file (an unknown table, a folder that is not ``<column>=<value>``, a partition value or file
+name the new lake does not accept (:func:`ct_lake.lake.check_partition_value`,
+:class:`~ct_lake.files.LakeFiles`), a file outside that layout) is listed in
+:attr:`MigrationReport.unknown`, and a column of an old file that its table no longer has in
+:attr:`MigrationReport.dropped_columns`. Only the old writers' own
 leftovers are skipped, and listed in :attr:`MigrationReport.ignored`: their lock files
 (``.lock``) and the temporary files of killed writes (``.<name>.<random>.tmp``, never a
 complete file).
 
-The new lake must be empty (or absent) unless ``force``: then each migrated partition
-replaces the same partition of the new lake (so re-running a migration, e.g. after it was
-interrupted, gives the same lake) and every other partition is left as it is.
+The new lake must be apart from the old one, and empty (or absent) unless ``force``: then
+each migrated partition replaces the same partition of the new lake and every other partition
+is left as it is, so re-running a migration gives the same lake. A migration that stops
+half-way (a data page that cannot be read, the storage failing) says how far it got; the
+partitions written so far are committed, and running it again with ``force`` finishes it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,14 +44,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ct_lake.keys import check_model_key, check_prompt_key
+from ct_lake.lake import Lake, check_partition_value
 from ct_lake.storage import LakeError, Location
 from ct_lake.tables import TABLES, TableSpec
 
 OLD_DATA_FILE = "data.parquet"  # the previous format's one file per partition
 FILES_DIR = "files"
 FILE_KEYS = ("model", "prompt")  # the key folders of files/<kind>/, in path order
-_KEY_CHECKS = {"model": check_model_key, "prompt": check_prompt_key}
 # what the previous writers leave behind: their lock files and killed writes' temporary files
 _LEFTOVER = re.compile(r"^(\.lock|\..+\.[A-Za-z0-9_]+\.tmp)$")
 
@@ -136,16 +140,6 @@ def _rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _check_value(column: str, value: str) -> str:
-    """A partition value of the old path, checked as the lake checks keys."""
-    check = _KEY_CHECKS.get(column)
-    if check is not None:
-        return check(value)
-    if not value or value.startswith(".") or "/" in value:
-        raise ValueError(f"bad {column} partition value {value!r}")
-    return value
-
-
 def _is_delta(path: Path) -> bool:
     return (path / "_delta_log").is_dir()
 
@@ -181,7 +175,7 @@ def _scan_table(old: OldLake, spec: TableSpec, folder: Path) -> None:
                 old.unknown.append(f"{rel} (expected a folder {column}=<value>)")
                 continue
             try:
-                value = _check_value(column, entry.name[len(prefix) :])
+                value = check_partition_value(column, entry.name[len(prefix) :])
             except ValueError as err:
                 old.unknown.append(f"{rel} ({err})")
                 continue
@@ -204,6 +198,14 @@ def _add_partition(old: OldLake, spec: TableSpec, path: Path, keys: dict[str, st
             missing_columns=tuple(n for n in wanted if n not in names),
         )
     )
+
+
+def _check_readable(root: Path, *paths: Path) -> None:
+    for path in paths:
+        if not os.access(path, os.R_OK):
+            raise MigrationError(
+                f"cannot read {path} ({_rel(root, path)}): permission denied; nothing was written"
+            )
 
 
 def _tree_size(folder: Path) -> int:
@@ -234,7 +236,7 @@ def _scan_kind(old: OldLake, kind: str, path: Path, depth: int, keys: dict[str, 
         column, sep, value = entry.name.partition("=")
         if entry.is_dir() and sep and depth < len(FILE_KEYS) and column == FILE_KEYS[depth]:
             try:
-                keys_here = {**keys, column: _check_value(column, value)}
+                keys_here = {**keys, column: check_partition_value(column, value)}
             except ValueError as err:
                 old.unknown.append(f"{rel} ({err})")
                 continue
@@ -242,8 +244,10 @@ def _scan_kind(old: OldLake, kind: str, path: Path, depth: int, keys: dict[str, 
         elif not keys:
             old.unknown.append(f"{rel} (expected a folder model=<model> under files/{kind})")
         elif entry.is_dir():
+            _check_readable(old.root, *(p for p in entry.rglob("*") if p.is_file()))
             old.files.append(OldFile(kind, entry.name, keys, entry, _tree_size(entry), True))
         elif entry.is_file():
+            _check_readable(old.root, entry)
             old.files.append(OldFile(kind, entry.name, keys, entry, entry.stat().st_size))
         else:
             old.unknown.append(f"{rel} (not a file or folder)")
@@ -349,7 +353,7 @@ def _tree_files(folder: Path) -> Iterator[tuple[str, int]]:
             yield path.relative_to(folder).as_posix(), path.stat().st_size
 
 
-def _stored_sizes(lake, file: OldFile) -> dict[str, int]:
+def _stored_sizes(lake: Lake, file: OldFile) -> dict[str, int]:
     """``relative name -> size`` of what the new lake stores for ``file`` (a folder: each of
     its files, relative to it; a file: ``{"": size}``; nothing stored: ``{}``)."""
     from pyarrow import fs
@@ -366,7 +370,7 @@ def _stored_sizes(lake, file: OldFile) -> dict[str, int]:
     }
 
 
-def _verify(lake, old: OldLake) -> None:
+def _verify(lake: Lake, old: OldLake) -> None:
     for part in old.partitions:
         with lake.location.errors("read"):
             rows = lake.read_table(part.table, **part.keys).num_rows
@@ -400,7 +404,7 @@ def _keys_path(keys: dict[str, str]) -> str:
     return "/".join(f"{k}={v}" for k, v in keys.items())
 
 
-def _check_addresses(lake, old: OldLake) -> None:
+def _check_addresses(lake: Lake, old: OldLake) -> None:
     """Move the files whose kind or name the new lake does not accept to ``old.unknown``
     (the lake's own checks, before anything is written)."""
     kept = []
@@ -412,6 +416,41 @@ def _check_addresses(lake, old: OldLake) -> None:
         else:
             kept.append(file)
     old.files = kept
+
+
+def _copy(lake: Lake, old: OldLake, say: Callable[[str], None]) -> list[TableSummary]:
+    """Write every partition (one commit each) and file of ``old`` into ``lake``."""
+    done, total = 0, len(old.partitions) + len(old.files)
+    summaries = []
+    try:
+        for name, spec in TABLES.items():
+            parts = [p for p in old.partitions if p.table == name]
+            if not parts:
+                continue
+            for part in parts:
+                data = _read_partition(part, spec, old.root)
+                lake.write_table(name, data, **part.keys)
+                del data  # one partition in memory at a time
+                done += 1
+            summaries.append(TableSummary(name, len(parts), old.rows(name)))
+            say(f"{name}: {len(parts)} partitions, {old.rows(name)} rows")
+        for kind in sorted({f.kind for f in old.files}):
+            files = [f for f in old.files if f.kind == kind]
+            for file in files:
+                if file.is_tree:
+                    lake.write_tree(file.kind, file.name, file.path, **file.keys)
+                else:
+                    lake.write_file(file.kind, file.name, file.path, **file.keys)
+                done += 1
+            say(f"files/{kind}: {sum(_count(f) for f in files)} files")
+    except (LakeError, OSError, ValueError) as err:
+        text = str(err).strip()
+        first = text.splitlines()[0] if text else type(err).__name__
+        raise MigrationError(
+            f"{first} ({done} of {total} partitions and files were copied; run the migration "
+            "again with force to finish it)"
+        ) from None
+    return summaries
 
 
 def migrate(
@@ -429,8 +468,6 @@ def migrate(
     :class:`MigrationError` (one line) when the migration is refused or a file is unreadable,
     and :class:`ct_lake.storage.LakeError` when the new lake cannot be reached.
     """
-    from ct_lake.lake import Lake
-
     say = progress or (lambda line: None)
     found = scan_old(old)
     location = Location.parse(new)
@@ -445,27 +482,7 @@ def migrate(
         )
     lake = Lake(location)
     _check_addresses(lake, found)
-    summaries = []
-    for name, spec in TABLES.items():
-        parts = [p for p in found.partitions if p.table == name]
-        if not parts:
-            continue
-        for part in parts:
-            data = _read_partition(part, spec, found.root)
-            with location.errors("write"):
-                lake.write_table(name, data, **part.keys)
-            del data  # one partition in memory at a time
-        summaries.append(TableSummary(name, len(parts), found.rows(name)))
-        say(f"{name}: {len(parts)} partitions, {found.rows(name)} rows")
-    for file in found.files:
-        with location.errors("write"):
-            if file.is_tree:
-                lake.write_tree(file.kind, file.name, file.path, **file.keys)
-            else:
-                lake.write_file(file.kind, file.name, file.path, **file.keys)
-    for kind in sorted({f.kind for f in found.files}):
-        n = sum(_count(f) for f in found.files if f.kind == kind)
-        say(f"files/{kind}: {n} files")
+    summaries = _copy(lake, found, say)
     _verify(lake, found)
     return MigrationReport(
         old=found.root,

@@ -47,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from ct_lake.storage import LakeError
 
     try:
-        report = migrate(args.old, args.new, force=args.force)
+        # progress lines only for a person watching; the summary below is the output
+        say = (
+            (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+        )
+        report = migrate(args.old, args.new, force=args.force, progress=say)
     except (LakeError, ValueError, OSError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"ct lake migrate: error: {message}", file=sys.stderr)
