@@ -12,13 +12,13 @@ import argparse
 from types import ModuleType
 
 from ct_engine.commands import add_subcommands, run_subcommand
-from ct_lake.commands import lake_migrate
+from ct_lake.commands import lake_history, lake_info, lake_migrate, lake_optimize
 
 NAME = "lake"
 HELP = "inspect and maintain the lake"
 
 # The action modules, in the order `ct lake --help` lists them.
-ACTIONS: tuple[ModuleType, ...] = (lake_migrate,)
+ACTIONS: tuple[ModuleType, ...] = (lake_info, lake_history, lake_optimize, lake_migrate)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

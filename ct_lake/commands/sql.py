@@ -31,6 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     source.add_argument("query", nargs="?", help='the query, e.g. "SELECT * FROM graph_overview"')
     source.add_argument("-f", "--file", help="read the query from this file")
     source.add_argument("--views", action="store_true", help="list the views and their columns")
+    p.add_argument(
+        "--as-of",
+        metavar="VERSION|TIME",
+        help="query the lake as it was at a lake version (ct lake history) or an ISO-8601 "
+        "time (UTC unless it has a zone)",
+    )
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument(
         "--max-rows", type=int, default=100, help="print at most this many rows (0: all)"
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max_rows < 0:
             raise ValueError("--max-rows must be 0 (all rows) or more")
         query = Path(args.file).read_text() if args.file else args.query
-        con = connect(load_config(args.config).lake)
+        con = connect(load_config(args.config).lake, as_of=args.as_of)
         if args.views:
             _print_views(describe(con))
             return 0
