@@ -448,7 +448,7 @@ def _copy(lake: Lake, old: OldLake, say: Callable[[str], None]) -> list[TableSum
         first = text.splitlines()[0] if text else type(err).__name__
         raise MigrationError(
             f"{first} ({done} of {total} partitions and files were copied; run the migration "
-            "again with force to finish it)"
+            "again with --force (force=True) to finish it)"
         ) from None
     return summaries
 
@@ -478,7 +478,7 @@ def migrate(
     if not force and _holds_data(location):
         raise MigrationError(
             f"the new lake {location.describe()} already holds data: migrate into an empty "
-            "location, or force to replace the migrated partitions there"
+            "location, or use --force (force=True) to replace the migrated partitions there"
         )
     lake = Lake(location)
     _check_addresses(lake, found)

@@ -98,6 +98,12 @@ def test_report_counts_every_partition_and_row(migrated):
     assert report.complete and not report.unknown and not report.dropped_columns
     assert set(report.ignored) == LOCKS
     assert report.new.uri == str(new)
+    # one Delta commit per partition, each naming its partition
+    commits = Lake(new).history()
+    assert sorted((c.table, c.partition) for c in commits) == sorted(
+        (name, "/".join(f"{column}={value}" for column, value in keys))
+        for name, keys in old_partitions(OLD)
+    )
 
 
 def test_rows_equal_per_partition(migrated):
@@ -262,7 +268,7 @@ def test_interrupted_migration_finishes_when_run_again(tmp_path):
     with pytest.raises(MigrationError) as err:
         migrate(copy, new)
     message = str(err.value)
-    assert str(damaged) in message and "run the migration again with force" in message
+    assert str(damaged) in message and "run the migration again with --force" in message
     assert "\n" not in message
     assert Lake(new).has_partition("prompts", prompt="p_5ce1a994da98")  # written before it
     assert not Lake(new).has_partition("edges", model="toy-world", prompt="p_5ce1a994da98")
