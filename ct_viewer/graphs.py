@@ -1,10 +1,12 @@
 """Where the viewer's graphs come from: the lake (attribution graphs) and folders of JSON files.
 
 Graph ids (``ct_viewer/API.md``): a lake graph is ``<model>__<prompt key>`` (the viewer slug
-of ``ct_assets.defs.assets.files.graph_slug``), a JSON file graph is ``file__<slug>`` for
+of :func:`ct_lake.paths.graph_slug`), a JSON file graph is ``file__<slug>`` for
 ``<graph_file_dir>/<slug>.json``. Ids are matched against regular expressions and turned into
-paths only through :class:`~ct_lake.lake.Lake` (lake graphs) or as ``<dir>/<slug>.json``
-with the resolved file checked to lie inside ``<dir>`` (file graphs): no id is ever a raw path.
+files only through :class:`~ct_lake.lake.Lake` (lake graphs: the ``graphs`` table says which
+exist, :meth:`~ct_lake.lake.Lake.local_file` gives the graph file, downloaded into the local
+cache for a lake on object storage) or as ``<dir>/<slug>.json`` with the resolved file checked
+to lie inside ``<dir>`` (file graphs): no id is ever a raw path.
 
 A JSON file graph is already pruned: the thresholds a client asks for cannot be re-applied,
 so its document is served exactly as stored.
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ct_lake.paths import graph_path, graph_slug
+from ct_lake.paths import GRAPH_FILE, GRAPHS, graph_slug
 
 GRAPH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 LAKE_ID = re.compile(r"^(?P<model>[a-z0-9][a-z0-9._-]{0,63})__(?P<prompt>p_[0-9a-f]{12})$")
@@ -122,12 +124,17 @@ def _float_or_none(value) -> float | None:
 
 
 class GraphStore:
-    """The graphs of one server: a lake (optional, with its config) and JSON file folders."""
+    """The graphs of one server: a lake (optional, with its config) and JSON file folders.
 
-    def __init__(self, lake_root: Path | None, config=None, graph_file_dirs: Sequence[Path] = ()):
+    ``lake`` is a :class:`~ct_lake.lake.Lake`, or its root (a local path or ``s3://...``).
+    """
+
+    def __init__(self, lake=None, config=None, graph_file_dirs: Sequence[Path] = ()):
         from ct_lake.lake import Lake
 
-        self.lake = Lake(lake_root) if lake_root is not None else None
+        if lake is not None and not isinstance(lake, Lake):
+            lake = Lake(lake)
+        self.lake = lake
         self.config = config
         self.file_dirs = [Path(d) for d in graph_file_dirs]
         self._tokenizers: dict[str, Any] = {}
@@ -157,9 +164,12 @@ class GraphStore:
         model, prompt = match["model"], match["prompt"]
         if not self.lake.has_partition("graphs", model=model, prompt=prompt):
             raise GraphNotFound(f"no graph {graph_id}")
-        path = graph_path(self.lake, model, prompt)
-        if not path.is_file():
-            raise GraphNotFound(f"graph {graph_id} is listed in the lake but its file is missing")
+        try:
+            path = self.lake.local_file(GRAPHS, GRAPH_FILE, model=model, prompt=prompt)
+        except FileNotFoundError:
+            raise GraphNotFound(
+                f"graph {graph_id} is listed in the lake but its file is missing"
+            ) from None
         return GraphRef(graph_id, "lake", path, model=model, prompt=prompt)
 
     # -- listing --------------------------------------------------------------------------------
@@ -175,11 +185,11 @@ class GraphStore:
         return rows
 
     def _lake_summaries(self) -> list[dict]:
-        if self.lake is None or not (self.lake.root / "graphs").is_dir():
+        if self.lake is None or not self.lake.partitions("graphs"):
             return []
         from ct_lake.catalog import connect
 
-        con = connect(self.lake.root)
+        con = connect(self.lake)
         try:
             cursor = con.execute(
                 "SELECT model, prompt, prompt_text, n_tokens, n_features, n_edges, top_target, "

@@ -273,7 +273,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(
     *,
-    lake_root: Path | None,
+    lake_root: str | Path | None,
     config_path: Path | None = None,
     graph_file_dirs: Sequence[Path] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
@@ -283,8 +283,9 @@ def create_app(
     """The viewer app.
 
     Args:
-        lake_root: the lake whose graphs are listed and where annotations are kept (None:
-            file graphs only, no annotations can be stored).
+        lake_root: the lake whose graphs are listed and where annotations are kept: a
+            local path, ``s3://bucket/prefix`` or a :class:`~ct_lake.lake.Lake` (None: file
+            graphs only, no annotations can be stored).
         config_path: the lakehouse config (tokenizers and models for lake graphs; pruning
             defaults). Without it, lake graphs use their own tokenizer name and cannot be
             steered.
@@ -300,9 +301,7 @@ def create_app(
         from ct_lake.config import load_config
 
         config = load_config(config_path)
-    store = GraphStore(
-        Path(lake_root) if lake_root is not None else None, config, list(graph_file_dirs)
-    )
+    store = GraphStore(lake_root, config, list(graph_file_dirs))
     models = SteeringModels(model_cache)
     h = _Handlers(store, max_body_bytes, models)
     graph = "/api/graphs/{graph_id:str}"

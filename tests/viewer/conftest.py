@@ -1,5 +1,5 @@
 """A small real lake for the viewer tests: the tiny model's 2 prompts, materialized once per
-module, plus a folder with one JSON graph file (a copy of a lake graph's viewer file)."""
+session, plus a folder with one JSON graph file (a copy of a lake graph's viewer file)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets.conftest import PROMPTS, tiny_lakehouse_files, write_config  # noqa: F401
+from tests.s3server import s3_server, s3_uri  # noqa: F401
 
 
 @dataclass
@@ -19,7 +20,7 @@ class ViewerLake:
     ids: list[str]  # lake graph ids, in PROMPTS order
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def viewer_lake(tmp_path_factory, tiny_lakehouse_files) -> ViewerLake:  # noqa: F811
     import dagster as dg
 

@@ -52,7 +52,10 @@ def test_ct_serve_runs_the_viewer_on_loopback(tmp_path, monkeypatch, capsys):
         assert client.post("/api/graphs/file__g/annotations", json=note).status_code == 201
         assert client.post("/api/graphs/file__g/steer", json={}).status_code == 409
         assert client.get("/api/graphs/tiny__p_000000000000").status_code == 404
-    assert (tmp_path / "lake" / "annotations" / "graph=file__g" / "data.parquet").is_file()
+    from ct_lake.lake import Lake
+
+    (row,) = Lake(tmp_path / "lake").read_table("annotations", graph="file__g").to_pylist()
+    assert (row["kind"], row["text"]) == ("note", "t")
     assert main(["serve", "--graph_file_dir", str(tmp_path / "nope")]) == 2
 
 
