@@ -259,6 +259,10 @@ def scan_old(old: str | Path) -> OldLake:
     Raises :class:`MigrationError` when ``old`` is missing, is a Delta lake already, holds no
     table of the previous format, or has a Parquet file whose footer cannot be read.
     """
+    if str(old).strip().lower().startswith("s3://"):
+        raise MigrationError(
+            f"the old lake {old} must be a local folder: the previous format was never on S3"
+        )
     root = Path(old).expanduser()
     if not root.exists():
         raise MigrationError(f"no old lake at {root}: the folder does not exist")

@@ -240,6 +240,9 @@ def test_refuses_a_delta_lake_and_overlapping_folders(migrated, tmp_path):
     shutil.copytree(OLD, copy)
     with pytest.raises(MigrationError, match="overlaps"):
         migrate(copy, copy / "delta", force=True)
+    with pytest.raises(MigrationError, match="must be a local folder"):
+        migrate("s3://bucket/old-lake", tmp_path / "from-s3")
+    assert not (tmp_path / "again").exists() and not (tmp_path / "from-s3").exists()
 
 
 def test_unreadable_file_refused_before_anything_is_written(tmp_path):
