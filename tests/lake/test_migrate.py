@@ -22,7 +22,6 @@ from ct_lake.catalog import connect
 from ct_lake.lake import Lake
 from ct_lake.migrate import MigrationError, migrate
 from ct_lake.tables import TABLES
-from tests.s3server import s3_server, s3_uri  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 OLD = REPO / "tests" / "fixtures" / "lake_v0" / "lake"
@@ -324,7 +323,7 @@ def test_unknown_tables_columns_and_files_are_reported(tmp_path):
     assert sorted_rows(got).equals(sorted_rows(data))
 
 
-def test_migrate_into_s3(s3_uri, s3_server, tmp_path):  # noqa: F811
+def test_migrate_into_s3(s3_uri, s3_server):
     report = migrate(OLD, s3_uri)
     assert report.new.uri == s3_uri and report.complete
     lake = Lake(s3_uri)
