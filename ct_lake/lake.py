@@ -32,12 +32,19 @@ version* N is the N-th commit across all tables (1-based, counting the commits t
 longer holds, which are all older). ``as_of`` (in :meth:`read_table`, :meth:`scan`,
 :meth:`versions` and :func:`ct_lake.catalog.connect`) is a lake version (``int``, or a string
 of digits) or an ISO-8601 timestamp (UTC when it has no zone): each table is read at its last
-version not after it, and a table created later reads as empty.
+version not after it, and a table created later reads as empty. Commits are ordered by
+their commit time (ties: table name, then version); a commit that lands while others are being
+written may carry an earlier time than one already listed, so quote lake versions of a lake
+that no process is writing (or use timestamps).
 
 **Retention.** :meth:`Lake.optimize` compacts small files, then deletes the data files that
 no version younger than ``retention_hours`` (default :data:`DEFAULT_RETENTION_HOURS`, 7 days)
-still uses, and the log entries older than that. Time travel reaches back that far and no
-further; the lake versions of the remaining commits do not change.
+still uses (files removed by overwrites, and files killed writers left; other files in a
+table's folders stay), and the log entries older than that (the table's
+``delta.logRetentionDuration`` is set to the retention, after a checkpoint). Time travel
+reaches back that far and no further; the lake versions of the remaining commits do not
+change. A retention shorter than the longest write in progress would delete that write's
+files before it commits: keep it in hours, not minutes, while writers run.
 
 Handles of Delta tables are cached per process and refreshed (``update_incremental``, one
 listing of the log) before each read, so :meth:`has_partition` and :meth:`read_table` cost
@@ -50,9 +57,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -589,7 +598,7 @@ class Lake(LakeFiles):
         # nor younger than it themselves (removed by overwrites, or left by killed writers).
         # Only data files are deleted: other files in a table's folders (locks) stay.
         candidates = dt.vacuum(
-            retention_hours=max(0, int(retention_hours)),
+            retention_hours=math.ceil(retention_hours),
             dry_run=True,
             enforce_retention_duration=False,
             full=True,
@@ -619,7 +628,7 @@ class Lake(LakeFiles):
         from pyarrow.fs import FileSelector
 
         dt = self._handle(name)
-        duration = f"interval {max(0, int(retention_hours * 60))} minutes"
+        duration = f"interval {math.ceil(retention_hours * 60)} minutes"
         config = dt.metadata().configuration
         if config.get("delta.logRetentionDuration") != duration:
             _commit(
@@ -649,8 +658,6 @@ class Lake(LakeFiles):
         removed = 0
         for tmp in sorted(self.root.rglob(".*.tmp"), reverse=True):
             if tmp.is_dir():
-                import shutil
-
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
@@ -824,8 +831,7 @@ def _is_conflict(err: Exception) -> bool:
         return True
     text = str(err).lower()
     return any(
-        mark in text
-        for mark in ("already exists", "version mismatch", "concurrent", "conflict", "transaction")
+        mark in text for mark in ("already exists", "version mismatch", "concurrent", "conflict")
     )
 
 
