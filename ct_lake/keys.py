@@ -3,8 +3,8 @@
 Model keys are short slugs (``toy-world``). Prompt keys are ``p_`` plus the first 12 hex
 digits of the SHA-256 of the prompt text, so raw text (with ``|``, ``,``, newlines...) never
 sits in a key; the lake's ``prompts`` table maps each key back to its text. A model × prompt
-partition key is Dagster's multi-partition key ``"<model>|<prompt>"`` (dimensions in
-alphabetical order: model, prompt).
+partition is the pair ``(model key, prompt key)``: the dimensions ``model`` and ``prompt``
+(Dagster's ``MultiPartitionKey`` of them is built in ``ct_assets``, never by hand here).
 """
 
 from __future__ import annotations
@@ -44,17 +44,6 @@ def check_prompt_key(key: str) -> str:
     return key
 
 
-def partition_key(model: str, prompt: str) -> str:
-    """The multi-partition key string of ``(model, prompt key)``."""
-    return f"{check_model_key(model)}|{check_prompt_key(prompt)}"
-
-
-def split_partition_key(key) -> tuple[str, str]:
-    """``(model, prompt key)`` of a multi-partition key (string or ``MultiPartitionKey``)."""
-    dims = getattr(key, "keys_by_dimension", None)
-    if dims is not None:
-        return dims[MODEL_DIMENSION], dims[PROMPT_DIMENSION]
-    model, sep, prompt = str(key).partition("|")
-    if not sep:
-        raise ValueError(f"{key!r} is not a model|prompt partition key")
+def partition_key(model: str, prompt: str) -> tuple[str, str]:
+    """The validated ``(model key, prompt key)`` pair of a model × prompt partition."""
     return check_model_key(model), check_prompt_key(prompt)

@@ -26,7 +26,8 @@ class Registered:
     new_prompts: list[str]
 
     @property
-    def partition_keys(self) -> list[str]:
+    def partitions(self) -> list[tuple[str, str]]:
+        """Every ``(model key, prompt key)`` pair, model-major."""
         return [partition_key(m, p) for m in self.models for p in self.prompts]
 
 

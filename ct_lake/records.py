@@ -1,18 +1,96 @@
-"""Engine results as lake rows: graphs, pruning, scores and interventions.
+"""Engine results as lake records: one :class:`Record` per asset partition.
 
-Columns follow :mod:`ct_lake.tables`. Node and edge tables are built column-wise (Arrow
-arrays from tensors), so graphs with tens of thousands of nodes and millions of edges convert
-in seconds.
+A record holds everything an asset partition writes: the rows of each table, the files, and
+its ``facts`` (the partition's summary, whose roles ``ct_lake.tables.ROLES`` declares).
+:func:`store` writes it; ``ct_assets`` derives Dagster metadata and MLflow params and metrics
+from it. Columns follow :mod:`ct_lake.tables`. Node and edge tables are built column-wise
+(Arrow arrays from tensors), so graphs with tens of thousands of nodes and millions of edges
+convert in seconds.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from ct_engine.graph import Graph, compute_node_influence, target_weights
+from ct_lake.paths import GRAPH_FILE, GRAPHS, PLOTS, TRANSCODER_DIR
 from ct_lake.tables import table
+
+Rows = Sequence[Mapping[str, Any]] | pa.Table
+
+
+@dataclass
+class FileOut:
+    """A file (or, with ``tree``, a folder) of a record, stored at
+    ``<lake>/files/<kind>/model=<m>[/prompt=<p>]/<name>``.
+
+    ``label``: its name in Dagster metadata; ``image``: alt text to show it inline (PNG);
+    ``artifact``: also logged to MLflow.
+    """
+
+    kind: str
+    name: str
+    source: Path | bytes
+    label: str
+    image: str | None = None
+    artifact: bool = False
+    tree: bool = False
+    keys: dict[str, str] | None = None  # the file's partition, when not the record's
+
+
+@dataclass
+class TableOut:
+    """One table partition of a record: ``rows`` replace the partition ``keys`` + ``extra``."""
+
+    name: str
+    rows: Rows
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Record:
+    """One asset partition's result, as the lake stores it.
+
+    ``keys``: the partition (``{"model": m}`` or ``{"model": m, "prompt": p}``); ``tables``:
+    written in order (the summary table last: its row marks a complete partition); ``files``:
+    written before the tables; ``facts``: the partition's summary (``{fact: value}``; roles in
+    ``ct_lake.tables.ROLES``).
+    """
+
+    keys: dict[str, str]
+    facts: dict[str, Any]
+    tables: list[TableOut] = field(default_factory=list)
+    files: list[FileOut] = field(default_factory=list)
+
+    def rows(self, name: str) -> Rows:
+        """The rows this record writes to table ``name``."""
+        return next(t.rows for t in self.tables if t.name == name)
+
+
+def store(lake, record: Record) -> dict[str, str]:
+    """Write the record's files, then its tables, to ``lake`` (a :class:`ct_lake.lake.Lake`);
+    return ``{file label: uri}``. Each file and each table partition is replaced atomically;
+    the summary table comes last, so a partition whose summary row exists is complete."""
+    where = {}
+    for out in record.files:
+        keys = record.keys if out.keys is None else out.keys
+        write = lake.write_tree if out.tree else lake.write_file
+        where[out.label] = write(out.kind, out.name, out.source, **keys)
+    for out in record.tables:
+        lake.write_table(out.name, out.rows, **record.keys, **out.extra)
+    return where
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _arrow(name: str, columns: dict[str, object]) -> pa.Table:
@@ -110,4 +188,247 @@ def active_features_table(graph: Graph) -> pa.Table:
             "activation": graph.activation_values.float().cpu().numpy(),
             "node": _masked(node, node >= 0),
         },
+    )
+
+
+# -- the record of each asset ------------------------------------------------------------
+
+
+def attribution_record(
+    keys: dict[str, str],
+    graph: Graph,
+    tokenizer,
+    graph_file: Path,
+    *,
+    text: str,
+    entry,
+    settings,
+    backend: str,
+    timings: dict[str, float],
+    peak_memory_mb: float,
+    run_id: str,
+    code_version: str,
+) -> Record:
+    """``attribution_graph``: tables ``nodes``, ``edges``, ``logit_targets``,
+    ``active_features`` and the ``graphs`` summary row; the graph saved at ``graph_file``.
+
+    ``entry``: the config's ``ModelEntry``; ``settings``: its ``AttributionSettings``;
+    ``timings``: seconds per phase (model load included)."""
+    influence = node_influence(graph)
+    rows, cols, values = graph.nonzero_edges()
+    targets = logit_targets_rows(graph)
+    summary = {
+        "model_name": entry.model,
+        "transcoders": entry.transcoders,
+        "scan": None if graph.scan is None else str(graph.scan),
+        "backend": backend,
+        "dtype": entry.dtype,
+        "n_tokens": graph.n_pos,
+        "tokens": [tokenizer.decode([int(t)]) for t in graph.input_tokens],
+        "token_ids": graph.input_tokens.tolist(),
+        "n_active_features": len(graph.active_features),
+        "n_features": graph.n_features,
+        "n_nodes": graph.n_nodes,
+        "n_edges": len(values),
+        "n_targets": graph.n_logits,
+        "top_target": targets[0]["token"],
+        "top_target_prob": targets[0]["probability"],
+        "max_feature_nodes": settings.max_feature_nodes,
+        "batch_size": entry.batch_size,
+        "timings_s": list(timings.items()),
+        "total_s": sum(timings.values()),
+        "peak_memory_mb": peak_memory_mb,
+        "dagster_run_id": run_id,
+        "code_version": code_version,
+        "created_at": _now(),
+    }
+    return Record(
+        keys=keys,
+        facts={
+            "text": text,
+            **summary,
+            "max_n_logits": settings.max_n_logits,
+            "desired_logit_prob": settings.desired_logit_prob,
+            "targets": [t["token"] for t in targets],
+        },
+        tables=[
+            TableOut("nodes", nodes_table(graph, tokenizer, influence)),
+            TableOut("edges", edges_table(rows, cols, values)),
+            TableOut("logit_targets", targets),
+            TableOut("active_features", active_features_table(graph)),
+            TableOut("graphs", [summary]),
+        ],
+        files=[FileOut(GRAPHS, GRAPH_FILE, graph_file, label="graph_file")],
+    )
+
+
+def pruned_record(
+    keys: dict[str, str], graph: Graph, pruned, weights: torch.Tensor, settings, picture: Path
+) -> Record:
+    """``pruned_graph``: tables ``pruned_nodes`` and ``pruned_edges``, and the picture.
+
+    ``pruned``: ``prune_graph``'s result; ``weights``: the kept edges' weights, in
+    ``pruned.edge_mask`` order; ``settings``: the config's ``PruningSettings``."""
+    mask, cumulative = pruned.node_mask, pruned.cumulative_scores
+    nodes = pa.table(
+        {
+            "node": np.arange(len(mask), dtype=np.int32),
+            "kept": mask.cpu().numpy().astype(bool),
+            "cumulative_influence": cumulative.float().cpu().numpy(),
+        }
+    )
+    return Record(
+        keys=keys,
+        facts={
+            "node_threshold": settings.node_threshold,
+            "edge_threshold": settings.edge_threshold,
+            "kept_features": int(mask[: graph.n_features].sum()),
+            "kept_nodes": int(mask.sum()),
+            "kept_edges": len(pruned.edge_mask),
+        },
+        tables=[
+            TableOut("pruned_nodes", nodes),
+            TableOut(
+                "pruned_edges",
+                edges_table(pruned.edge_mask.rows, pruned.edge_mask.cols, weights),
+            ),
+        ],
+        files=[
+            FileOut(
+                PLOTS, "pruned_graph.png", picture, "picture", image="pruned graph", artifact=True
+            )
+        ],
+    )
+
+
+def scores_record(
+    keys: dict[str, str],
+    graph: Graph,
+    scores: tuple[float, float, float, float],
+    influence: np.ndarray,
+    node_mask: np.ndarray,
+    n_edges_kept: int,
+    settings,
+    run_id: str,
+) -> Record:
+    """``graph_scores``: ``score_history`` (one partition per run) and the ``scores`` row.
+
+    ``scores``: replacement, completeness, pruned replacement, pruned completeness;
+    ``influence``: the ``nodes`` table's influence column; ``node_mask``: ``pruned_nodes.kept``;
+    ``settings``: the pruning settings the mask was made with."""
+    non_logit = float(influence[: graph.logit_slice.start].sum())
+    errors = float(influence[graph.error_slice].sum())
+    row = {
+        "replacement_score": scores[0],
+        "completeness_score": scores[1],
+        "pruned_replacement_score": scores[2],
+        "pruned_completeness_score": scores[3],
+        "error_influence_share": errors / non_logit if non_logit else 0.0,
+        "n_nodes_kept": int(node_mask.sum()),
+        "n_edges_kept": n_edges_kept,
+        "node_threshold": settings.node_threshold,
+        "edge_threshold": settings.edge_threshold,
+        "dagster_run_id": run_id,
+        "created_at": _now(),
+    }
+    return Record(
+        keys=keys,
+        facts=dict(row),
+        tables=[TableOut("score_history", [row], {"run": run_id}), TableOut("scores", [row])],
+    )
+
+
+def interventions_record(
+    keys: dict[str, str], rows: list[dict], settings, max_direct_error: float
+) -> Record:
+    """``intervention_results``: the ``interventions`` rows (one per feature × target);
+    ``settings``: the config's ``InterventionSettings``."""
+    return Record(
+        keys=keys,
+        facts={
+            "top_features": settings.top_features,
+            "top_targets": settings.top_targets,
+            "features_ablated": len({r["node"] for r in rows}),
+            "targets_measured": len({r["target_rank"] for r in rows}),
+            "max_direct_error": max_direct_error + 0.0,
+            "n_rows": len(rows),
+        },
+        tables=[TableOut("interventions", rows)],
+    )
+
+
+def transcoder_cache_record(
+    keys: dict[str, str], transcoders, ref, folder: Path, uri: str
+) -> Record:
+    """``transcoder_cache``: the converted set (``folder``, stored at ``uri``) and its row.
+
+    ``transcoders``: the loaded set; ``ref``: its parsed ``TranscoderRef``."""
+    row = {
+        "source": str(ref),
+        "revision": ref.revision or ("local" if ref.is_local else "main"),
+        "path": uri,
+        "kind": "clt" if transcoders.is_cross_layer else "plt",
+        "activation": transcoders.activation_name,
+        "skip_connection": transcoders.skip_connection,
+        "n_layers": transcoders.n_layers,
+        "d_model": transcoders.d_model,
+        "d_transcoder": transcoders.d_transcoder,
+        "size_bytes": sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()),
+        "created_at": _now(),
+    }
+    return Record(
+        keys=keys,
+        facts=dict(row),
+        tables=[TableOut("transcoder_cache", [row])],
+        files=[FileOut(TRANSCODER_DIR, "set", folder, label="set", tree=True)],
+    )
+
+
+def transcoder_quality_record(
+    keys: dict[str, str], metrics, transcoders: str, picture: Path
+) -> Record:
+    """``transcoder_quality``: per-layer metrics in long format, the per-layer plot.
+
+    ``metrics``: ``ct_engine.metrics.TranscoderMetrics``; ``transcoders``: the set evaluated."""
+    whole = {
+        name: float(getattr(metrics, name))
+        for name in ("kl_replaced", "top1_agreement", "delta_ce", "l0_total")
+    }
+    rows = [
+        {"layer": str(r["layer"]), "metric": name, "value": float(value)}
+        for r in metrics.to_rows()
+        for name, value in r.items()
+        if name != "layer"
+    ]
+    rows += [{"layer": "model", "metric": k, "value": v} for k, v in whole.items()]
+    return Record(
+        keys=keys,
+        facts={
+            "transcoders": transcoders,
+            "eval_tokens": metrics.n_tokens,
+            "n_tokens": metrics.n_tokens,
+            **whole,
+            **{f"mean_{k}": float(v) for k, v in metrics.mean.items()},
+        },
+        tables=[TableOut("transcoder_quality", rows)],
+        files=[
+            FileOut(
+                PLOTS,
+                "transcoder_quality.png",
+                picture,
+                "plot",
+                image="per-layer metrics",
+                artifact=True,
+            )
+        ],
+    )
+
+
+def census_record(keys: dict[str, str], census: pa.Table) -> Record:
+    """``feature_census``: the census rows of a model (most recurring features first)."""
+    recurring = int((census.column("n_graphs").to_numpy() > 1).sum()) if census.num_rows else 0
+    return Record(
+        keys=keys,
+        facts={"features": census.num_rows, "recurring_features": recurring},
+        tables=[TableOut("feature_census", census)],
     )

@@ -246,3 +246,127 @@ def table(name: str) -> TableSpec:
         return TABLES[name]
     except KeyError:
         raise ValueError(f"unknown lake table {name!r}; tables: {', '.join(TABLES)}") from None
+
+
+# -- what each fact of an asset partition is for -----------------------------------------
+#
+# An asset writes one record per partition (``ct_lake.records.Record``); its ``facts`` are the
+# partition's summary: the row of its summary table when it has one (``graphs``, ``scores``,
+# ``transcoder_cache``) plus the settings and aggregates it was computed with. Each fact name
+# is declared here once; ``ct_assets`` turns a record into Dagster metadata, MLflow params and
+# MLflow metrics from this table alone. A fact not listed stays in the lake only.
+
+PARAM = "param"  # a setting the result was computed with: MLflow param and Dagster metadata
+METRIC = "metric"  # a measured number: MLflow metric and Dagster metadata
+METADATA = "metadata"  # shown in Dagster only (a result that is text, not a number)
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a fact is for (``kind``: :data:`PARAM`, :data:`METRIC` or :data:`METADATA`).
+
+    ``name``: the name Dagster and MLflow show when it is not the fact's own. For a mapping
+    fact (``{key: value}``) it is a pattern with ``{}`` for the key: MLflow gets one entry per
+    key, Dagster the mapping as JSON under the fact's name.
+    """
+
+    kind: str
+    name: str | None = None
+
+
+_P, _M, _D = Role(PARAM), Role(METRIC), Role(METADATA)
+
+ROLES: dict[str, Role] = {
+    # the prompt (``prompts.text``) and the model entry's settings
+    "text": Role(PARAM, "prompt"),
+    "model_name": Role(PARAM, "model"),
+    "transcoders": _P,
+    "scan": _P,
+    "backend": _P,
+    "dtype": _P,
+    "batch_size": _P,
+    # attribution (``graphs``)
+    "max_n_logits": _P,
+    "desired_logit_prob": _P,
+    "max_feature_nodes": _P,
+    "targets": _P,
+    "n_tokens": _M,
+    "n_active_features": _M,
+    "n_features": _M,
+    "n_nodes": _M,
+    "n_edges": _M,
+    "n_targets": _M,
+    "top_target": _D,
+    "top_target_prob": _M,
+    "timings_s": Role(METRIC, "time_{}_s"),
+    "total_s": _M,
+    "peak_memory_mb": _M,
+    # pruning and scores (``scores``)
+    "node_threshold": _P,
+    "edge_threshold": _P,
+    "kept_features": _M,
+    "kept_nodes": _M,
+    "kept_edges": _M,
+    "replacement_score": _M,
+    "completeness_score": _M,
+    "pruned_replacement_score": _M,
+    "pruned_completeness_score": _M,
+    "error_influence_share": _M,
+    "n_nodes_kept": _M,
+    "n_edges_kept": _M,
+    # interventions
+    "top_features": _P,
+    "top_targets": _P,
+    "features_ablated": _M,
+    "targets_measured": _M,
+    "max_direct_error": _M,
+    "n_rows": _M,
+    # transcoders (``transcoder_cache``, ``transcoder_quality``)
+    "source": _P,
+    "revision": _P,
+    "kind": _P,
+    "activation": _P,
+    "skip_connection": _P,
+    "n_layers": _P,
+    "d_model": _P,
+    "d_transcoder": _P,
+    "eval_tokens": _P,
+    "path": _D,
+    "size_bytes": _M,
+    "l0_total": _M,
+    "kl_replaced": _M,
+    "top1_agreement": _M,
+    "delta_ce": _M,
+    "mean_*": _M,  # per-layer metrics averaged over layers: mean_fvu_centered, mean_l0, ...
+    # feature census
+    "features": _M,
+    "recurring_features": _M,
+}
+
+# Tables an asset shows the first rows of in Dagster: metadata name, columns, row count.
+PREVIEWS: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "interventions": (
+        "effects",
+        (
+            "layer",
+            "pos",
+            "feature",
+            "target_token",
+            "predicted_effect",
+            "observed_direct_effect",
+            "observed_total_effect",
+            "prob_before",
+            "prob_after",
+        ),
+        50,
+    ),
+    "feature_census": ("top", ("layer", "feature", "n_graphs", "max_influence", "tokens"), 10),
+}
+
+
+def role(fact: str) -> Role | None:
+    """The role of ``fact`` (an entry ``prefix*`` covers every fact starting with
+    ``prefix``), or None for a lake-only fact."""
+    if fact in ROLES:
+        return ROLES[fact]
+    return next((r for k, r in ROLES.items() if k.endswith("*") and fact.startswith(k[:-1])), None)

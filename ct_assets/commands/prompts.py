@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
+            from ct_assets.lib.context import multi_key
             from ct_lake.prompts import register_prompts
 
             config, instance = load(args)
@@ -32,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
             for key, text in registered.prompts.items():
                 state = "new" if key in registered.new_prompts else "known"
                 print(f"{key}  ({state})  {text!r}")
-            print(f"partitions: {', '.join(registered.partition_keys)}")
+            keys = [str(multi_key(m, p)) for m, p in registered.partitions]
+            print(f"partitions: {', '.join(keys)}")
             print("materialize them in the Dagster UI, or: ct materialize --model MODEL")
         else:  # a read of the lake: no Dagster instance needed
             from ct_lake.catalog import connect

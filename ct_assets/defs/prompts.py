@@ -6,6 +6,7 @@ import hashlib
 import dagster as dg
 
 from ct_assets.defs.jobs import graph_job
+from ct_assets.lib.context import multi_key
 from ct_assets.lib.resources import LakehouseResource
 from ct_lake.prompts import register_prompts
 
@@ -22,8 +23,9 @@ def register_prompt_op(
     context: dg.OpExecutionContext, config: PromptConfig, lakehouse: LakehouseResource
 ):
     registered = register_prompts(lakehouse.config, [config.text], config.models, context.instance)
-    context.log.info(f"registered {registered.partition_keys}")
-    return registered.partition_keys
+    keys = [multi_key(model, prompt) for model, prompt in registered.partitions]
+    context.log.info(f"registered {', '.join(keys)}")
+    return keys
 
 
 @dg.job(description="Register a prompt (launchpad config: text, models) as new partitions.")
@@ -52,10 +54,7 @@ def prompt_file_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehouse
         return dg.SkipReason("no new prompts")
     models = [m.name for m in config.models]
     registered = register_prompts(config, texts, models, context.instance)
-    requests = [
-        dg.RunRequest(run_key=f"{model}|{key}", partition_key=f"{model}|{key}")
-        for key in registered.new_prompts
-        for model in models
-    ]
+    keys = [multi_key(model, prompt) for prompt in registered.new_prompts for model in models]
+    requests = [dg.RunRequest(run_key=key, partition_key=key) for key in keys]
     context.update_cursor(digest)
     return dg.SensorResult(run_requests=requests)

@@ -74,7 +74,7 @@ def golden_regression_schedule(context: dg.ScheduleEvaluationContext, lakehouse:
     day = (context.scheduled_execution_time or datetime.now(UTC)).date().isoformat()
     for cell in cells:
         yield dg.RunRequest(
-            run_key=f"golden|{day}|{cell.partition_key}",
+            run_key=f"golden|{day}|{cell.partition_key}",  # one run per cell and night
             partition_key=cell.partition_key,
             tags={**GOLDEN_TAGS, "ct/golden_date": day},
         )

@@ -2,16 +2,9 @@
 
 import dagster as dg
 
-from ct_assets.lib.resources import EngineResource, LakehouseResource
-from ct_assets.lib.tracking import MlflowTracker
+from ct_assets.lib.resources import lakehouse_resources
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "lakehouse": LakehouseResource(),
-            "engine": EngineResource(),
-            "tracker": MlflowTracker(),
-        }
-    )
+    return dg.Definitions(resources=lakehouse_resources())

@@ -1,42 +1,74 @@
-"""Per-partition inputs shared by the assets: the config entry, the prompt text, the model."""
+"""Partition keys in Dagster's terms, and what every model × prompt asset reads first.
+
+A model × prompt partition is a ``dg.MultiPartitionKey`` of the dimensions ``model`` and
+``prompt``; :func:`multi_key` builds one from a ``(model, prompt)`` pair (validated by
+:func:`ct_lake.keys.partition_key`), :func:`model_prompt` takes one apart.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ct_assets.lib.resources import EngineResource, LakehouseResource
+import dagster as dg
+
+from ct_assets.lib.resources import LakehouseResource
 from ct_lake.config import LakehouseConfig, ModelEntry
-from ct_lake.keys import split_partition_key
+from ct_lake.graph_cache import load_graph
+from ct_lake.keys import MODEL_DIMENSION, PROMPT_DIMENSION, partition_key
 from ct_lake.lake import Lake
-from ct_lake.paths import cached_transcoders
+from ct_lake.paths import GRAPH_FILE, GRAPHS
 from ct_lake.prompts import prompt_text
 
 
-@dataclass
-class PartitionInputs:
-    key: str
-    model_key: str
-    prompt_key: str
+def multi_key(model: str, prompt: str) -> dg.MultiPartitionKey:
+    """The partition of ``(model key, prompt key)``."""
+    model, prompt = partition_key(model, prompt)
+    return dg.MultiPartitionKey({MODEL_DIMENSION: model, PROMPT_DIMENSION: prompt})
+
+
+def model_prompt(key: dg.MultiPartitionKey | str) -> tuple[str, str]:
+    """``(model key, prompt key)`` of a model × prompt partition key."""
+    if not isinstance(key, dg.MultiPartitionKey):
+        from ct_assets.defs.partitions import model_prompt_partitions
+
+        key = model_prompt_partitions.get_partition_key_from_str(str(key))
+    dims = key.keys_by_dimension
+    return partition_key(dims[MODEL_DIMENSION], dims[PROMPT_DIMENSION])
+
+
+@dataclass(frozen=True)
+class GraphPartition:
+    """A model × prompt partition with what its assets read first: the config's model entry
+    and the prompt text."""
+
+    key: dg.MultiPartitionKey
     config: LakehouseConfig
     lake: Lake
     entry: ModelEntry
-    prompt: str
+    text: str
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """The lake partition: ``{"model": ..., "prompt": ...}``."""
+        model, prompt = model_prompt(self.key)
+        return {"model": model, "prompt": prompt}
 
 
-def partition_inputs(lakehouse: LakehouseResource, key) -> PartitionInputs:
-    model_key, prompt_key = split_partition_key(key)
-    config = lakehouse.config
-    lake = Lake(config.lake)
-    return PartitionInputs(
-        key=str(key),
-        model_key=model_key,
-        prompt_key=prompt_key,
-        config=config,
-        lake=lake,
-        entry=config.model(model_key),
-        prompt=prompt_text(lake, prompt_key),
-    )
+def graph_partitions(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+    """Every partition of the run (one, or a range), in order."""
+    config, lake = lakehouse.config, lakehouse.lake
+    for key in context.partition_keys:
+        model, prompt = model_prompt(key)
+        yield GraphPartition(
+            key=multi_key(model, prompt),
+            config=config,
+            lake=lake,
+            entry=config.model(model),
+            text=prompt_text(lake, prompt),
+        )
 
 
-def load_model(engine: EngineResource, lake: Lake, entry: ModelEntry):
-    return engine.model(entry, transcoders=cached_transcoders(lake, entry.name))
+def read_graph(lake: Lake, keys: dict[str, str]):
+    """The partition's attribution graph (``ct_engine.graph.Graph``), read from the lake once
+    per process while unchanged."""
+    return load_graph(lake.local_file(GRAPHS, GRAPH_FILE, **keys))

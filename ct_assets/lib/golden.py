@@ -49,18 +49,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import yaml
 
+from ct_assets.lib.context import model_prompt, multi_key
 from ct_lake.config import LakehouseConfig
-from ct_lake.keys import check_model_key, partition_key, prompt_key, split_partition_key
-from ct_lake.lake import Lake, atomic_path
+from ct_lake.keys import check_model_key, prompt_key
+from ct_lake.lake import Lake
 
 FORMAT = 1
 MAX_EDGES = 2000  # edges kept in a baseline: the largest by |weight|
@@ -115,8 +119,8 @@ class GoldenCell:
         return prompt_key(self.prompt)
 
     @property
-    def partition_key(self) -> str:
-        return partition_key(self.model, self.prompt_key)
+    def partition_key(self) -> dg.MultiPartitionKey:
+        return multi_key(self.model, self.prompt_key)
 
 
 def load_golden(config: LakehouseConfig, model: str | None = None) -> list[GoldenCell]:
@@ -151,7 +155,7 @@ def load_golden(config: LakehouseConfig, model: str | None = None) -> list[Golde
 
 def golden_cell(config: LakehouseConfig, key) -> GoldenCell | None:
     """The golden cell of partition ``key``, or None if it is not in the golden set."""
-    model, prompt = split_partition_key(key)
+    model, prompt = model_prompt(key)
     for cell in load_golden(config):
         if cell.model == model and cell.prompt_key == prompt:
             return cell
@@ -191,9 +195,16 @@ def write_baseline(path: Path, snapshot: Mapping[str, Any]) -> Path:
             text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
             parts.append(f"  {json.dumps(name)}: {text}")
     text = "{\n" + ",\n".join(parts) + "\n}\n"
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(text)
-    return Path(path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)  # readers see the old baseline or the new one, never half
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
 
 
 # -- snapshots of the lake ---------------------------------------------------------------
@@ -239,8 +250,8 @@ def snapshot_from_lake(
     missing = missing_tables(lake, model, prompt)
     if missing:
         raise FileNotFoundError(
-            f"partition {partition_key(model, prompt)} has no {', '.join(missing)} in the lake "
-            f"{lake.root}"
+            f"partition {multi_key(model, prompt)} has no {', '.join(missing)} in the lake "
+            f"{getattr(lake, 'uri', None) or lake.root}"
         )
     keys = dict(model=model, prompt=prompt)
     graph = lake.read_table("graphs", **keys).to_pylist()[0]
@@ -261,7 +272,7 @@ def snapshot_from_lake(
     scores = lake.read_table("scores", **keys).to_pylist()[0]
     return {
         "format": FORMAT,
-        "partition": partition_key(model, prompt),
+        "partition": str(multi_key(model, prompt)),
         "model": model,
         "prompt_key": prompt,
         "prompt": text,
@@ -445,7 +456,7 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> DriftRep
 def golden_check(config: LakehouseConfig, lake: Lake, key) -> tuple[str, dict[str, Any]]:
     """``(severity, metadata)`` of partition ``key`` against its baseline: ``pass`` with a
     note when the partition is not in the golden set or has no baseline yet."""
-    model, prompt = split_partition_key(key)
+    model, prompt = model_prompt(key)
     cell = golden_cell(config, key)
     if cell is None:
         return PASS, {"golden": False, "note": "not in the golden set: nothing to compare"}

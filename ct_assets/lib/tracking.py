@@ -20,7 +20,7 @@ from typing import Any
 
 import dagster as dg
 
-from ct_lake.config import load_config
+from ct_lake.config import LakehouseConfig
 
 TRACKING_CHECK = "mlflow_logged"
 
@@ -49,15 +49,14 @@ class TrackingOutcome:
 
 
 class MlflowTracker(dg.ConfigurableResource):
-    """Logs to MLflow. ``tracking_uri`` and ``experiment`` default to the lakehouse config."""
+    """Logs to MLflow. ``tracking_uri``, ``experiment`` and ``timeout_s`` override the
+    lakehouse config's ``mlflow:`` settings (the config the run's lakehouse resource read)."""
 
-    config_path: str | None = None
     tracking_uri: str | None = None
     experiment: str | None = None
     timeout_s: float | None = None
 
-    def _settings(self) -> tuple[str, str, float, Path]:
-        config = load_config(self.config_path)
+    def _settings(self, config: LakehouseConfig) -> tuple[str, str, float, Path]:
         uri = self.tracking_uri or config.tracking_uri
         experiment = self.experiment or config.mlflow.experiment
         timeout = self.timeout_s or config.mlflow.timeout_s
@@ -66,6 +65,7 @@ class MlflowTracker(dg.ConfigurableResource):
 
     def log_partition(
         self,
+        config: LakehouseConfig,
         *,
         asset: str,
         partition: str | None,
@@ -76,7 +76,7 @@ class MlflowTracker(dg.ConfigurableResource):
         artifacts: list[Path] = (),
     ) -> TrackingOutcome:
         """Create one finished MLflow run; never raises and never waits past the timeout."""
-        uri, experiment, timeout, artifact_root = self._settings()
+        uri, experiment, timeout, artifact_root = self._settings(config)
         tags = {
             "dagster.run_id": dagster_run_id,
             "dagster.asset_key": asset,

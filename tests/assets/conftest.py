@@ -65,13 +65,11 @@ def lakehouse(tmp_path, tiny_lakehouse_files, monkeypatch):
     """``(config, instance)`` for a fresh lakehouse; ``CT_CONFIG`` points at it."""
     import dagster as dg
 
-    from ct_assets.lib.resources import clear_model_cache
     from ct_lake.config import load_config
 
     path = write_config(tmp_path, tiny_lakehouse_files)
     monkeypatch.setenv("CT_CONFIG", str(path))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    clear_model_cache()
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         yield load_config(path), instance

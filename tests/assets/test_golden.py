@@ -17,17 +17,17 @@ import pytest
 import yaml
 
 from ct_assets.lib import golden
-from ct_lake.keys import partition_key, prompt_key
+from ct_assets.lib.context import multi_key
+from ct_lake.keys import prompt_key
 
 from .conftest import PROMPTS, write_config
 
-GOLDEN_KEYS = {partition_key("tiny", prompt_key(p)) for p in PROMPTS}
+GOLDEN_KEYS = {multi_key("tiny", prompt_key(p)) for p in PROMPTS}
 
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory, tiny_lakehouse_files):
     """A materialized tiny lakehouse whose golden set is the tiny model × both prompts."""
-    from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
     from ct_lake.config import load_config
 
@@ -40,7 +40,6 @@ def lake(tmp_path_factory, tiny_lakehouse_files):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CT_CONFIG", str(path))
         mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
-        clear_model_cache()
         (folder / "dagster_home").mkdir()
         with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
             config = load_config(path)
@@ -70,17 +69,13 @@ def _golden_evaluations(instance, run_ids):
 def _graph_scores(lake, key):
     """Materialize ``graph_scores`` alone for ``key`` (its inputs are in the lake)."""
     from ct_assets.defs.assets.graphs import graph_scores
-    from ct_assets.lib.resources import LakehouseResource
-    from ct_assets.lib.tracking import MlflowTracker
+    from ct_assets.lib.resources import lakehouse_resources
 
     result = dg.materialize(
         [graph_scores],
         partition_key=key,
         instance=lake.instance,
-        resources={
-            "lakehouse": LakehouseResource(config_path=str(lake.path)),
-            "tracker": MlflowTracker(config_path=str(lake.path)),
-        },
+        resources=lakehouse_resources(str(lake.path)),
         raise_on_error=False,
     )
     assert result.success  # a failing check is not a failing step (the check is not blocking)
@@ -105,7 +100,7 @@ def test_before_baselines_the_check_passes_with_a_note(lake):
     severity, details = golden.golden_check(lake.config, Lake(lake.config.lake), min(GOLDEN_KEYS))
     assert severity == golden.PASS and "no baseline yet" in details["note"]
     severity, details = golden.golden_check(
-        lake.config, Lake(lake.config.lake), "tiny|p_000000000000"
+        lake.config, Lake(lake.config.lake), multi_key("tiny", "p_000000000000")
     )
     assert severity == golden.PASS and not details["golden"]
     assert "not in the golden set" in details["note"]
@@ -119,7 +114,7 @@ def test_update_fails_naming_unmaterialized_cells(lake, capsys):
     path.write_text(yaml.safe_dump(config))
     assert _ct("baseline", "update", "--config", str(path)) == 2
     err = capsys.readouterr().err
-    assert partition_key("tiny", prompt_key("never run")) in err
+    assert str(multi_key("tiny", prompt_key("never run"))) in err
     assert "ct materialize" in err
     assert not (lake.folder / "golden" / "baselines").exists()
 
@@ -147,10 +142,8 @@ def test_update_writes_baselines_and_check_passes(lake, capsys):
 
 
 def test_rematerializing_passes_the_check(lake):
-    from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
 
-    clear_model_cache()
     summary = materialize(lake.config, "tiny", PROMPTS[:1], lake.instance, with_model_assets=False)
     assert summary.success
     [evaluation] = _golden_evaluations(lake.instance, summary.run_ids)
@@ -184,7 +177,7 @@ def test_large_perturbation_is_an_error(lake, capsys):
 
     path, saved = _perturb(lake, prompt, edit)
     try:
-        evaluation, meta = _graph_scores(lake, partition_key("tiny", prompt_key(prompt)))
+        evaluation, meta = _graph_scores(lake, multi_key("tiny", prompt_key(prompt)))
         assert not evaluation.passed
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
         assert meta["severity"] == "error"
@@ -219,7 +212,7 @@ def test_small_perturbation_is_a_warning(lake):
 
     path, saved = _perturb(lake, prompt, edit)
     try:
-        evaluation, meta = _graph_scores(lake, partition_key("tiny", prompt_key(prompt)))
+        evaluation, meta = _graph_scores(lake, multi_key("tiny", prompt_key(prompt)))
         assert not evaluation.passed
         assert evaluation.severity == dg.AssetCheckSeverity.WARN
         assert meta["severity"] == "warn"
@@ -230,15 +223,14 @@ def test_small_perturbation_is_a_warning(lake):
         assert meta["same_top_target"] is True
     finally:
         shutil.move(saved, path)
-    evaluation, meta = _graph_scores(lake, partition_key("tiny", prompt_key(prompt)))
+    evaluation, meta = _graph_scores(lake, multi_key("tiny", prompt_key(prompt)))
     assert evaluation.passed and meta["feature_jaccard"] == 1.0
 
 
 def test_schedule_yields_the_golden_partitions(lake):
+    from ct_assets.defs.assets import files, graphs, interventions
     from ct_assets.defs.regression import golden_regression_schedule
-    from ct_assets.lib.resources import EngineResource, LakehouseResource
-    from ct_assets.lib.runner import graph_assets
-    from ct_assets.lib.tracking import MlflowTracker
+    from ct_assets.lib.resources import LakehouseResource, lakehouse_resources
 
     resources = {"lakehouse": LakehouseResource(config_path=str(lake.path))}
     when = datetime(2026, 7, 1, 3, 0, tzinfo=UTC)
@@ -252,10 +244,15 @@ def test_schedule_yields_the_golden_partitions(lake):
         assert request.tags["ct/suite"] == "golden"
     # as the daemon evaluates it: the partition keys resolve against the job's partitions
     defs = dg.Definitions(
-        assets=graph_assets(),
+        assets=[
+            graphs.attribution_graph,
+            graphs.pruned_graph,
+            graphs.graph_scores,
+            interventions.intervention_results,
+            files.graph_files,
+        ],
         schedules=[golden_regression_schedule],
-        resources=resources
-        | {"engine": EngineResource(), "tracker": MlflowTracker(config_path=str(lake.path))},
+        resources=lakehouse_resources(str(lake.path)),
     )
     context = dg.build_schedule_context(
         instance=lake.instance,
@@ -380,7 +377,7 @@ def test_baseline_round_trip(tmp_path):
     assert golden.read_baseline(tmp_path / "missing.json") is None
 
 
-def test_finish_severity_of_a_range_is_the_worst_failing_one():
+def test_report_severity_of_a_range_is_the_worst_failing_one():
     from ct_assets.lib.steps import _severity, _worst
 
     warn, error = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from ct_lake.config import load_config
-from ct_lake.keys import partition_key, prompt_key, split_partition_key
+from ct_lake.keys import partition_key, prompt_key
 from ct_lake.lake import Lake
 from ct_lake.tables import TABLES
 
@@ -17,7 +17,7 @@ def test_prompt_keys_hash_the_exact_text():
     key = prompt_key(text)
     assert key == "p_" + hashlib.sha256(text.encode()).hexdigest()[:12]
     assert prompt_key(text + " ") != key
-    assert split_partition_key(partition_key("toy-world", key)) == ("toy-world", key)
+    assert partition_key("toy-world", key) == ("toy-world", key)
     with pytest.raises(ValueError, match="empty"):
         prompt_key("   ")
     with pytest.raises(ValueError, match="not a valid key"):

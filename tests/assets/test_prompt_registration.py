@@ -7,15 +7,15 @@ import hashlib
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from ct_assets.defs.prompts import prompt_file_sensor, register_prompt
+from ct_assets.lib.context import multi_key
 from ct_assets.lib.resources import LakehouseResource
 from ct_cli.main import main
+from ct_lake.catalog import connect
 from ct_lake.config import load_config
 from ct_lake.keys import MODELS_PARTITIONS, PROMPTS_PARTITIONS
-from ct_lake.lake import Lake
 
 from .conftest import PROMPTS, write_config
 
@@ -26,10 +26,7 @@ def sha_key(text: str) -> str:
 
 
 def registered_texts(lake_root: Path) -> dict[str, str]:
-    glob = Lake(lake_root).table_glob("prompts")
-    rows = duckdb.sql(
-        f"SELECT prompt, text, n_chars FROM read_parquet('{glob}', hive_partitioning = true)"
-    ).fetchall()
+    rows = connect(lake_root).sql("SELECT prompt, text, n_chars FROM prompts").fetchall()
     for _, text, n_chars in rows:
         assert n_chars == len(text)
     return {key: text for key, text, _ in rows}
@@ -56,7 +53,7 @@ def test_sensor_registers_prompt_sets_and_requests_runs(config_path, instance):
     context = dg.build_sensor_context(instance=instance, cursor=None, resources=resources)
     result = prompt_file_sensor(context)
     assert isinstance(result, dg.SensorResult)
-    assert {r.partition_key for r in result.run_requests} == {f"tiny|{k}" for k in keys}
+    assert {r.partition_key for r in result.run_requests} == {multi_key("tiny", k) for k in keys}
     assert len(result.run_requests) == len(PROMPTS)  # one model x each new prompt
     assert all(r.run_key == r.partition_key for r in result.run_requests)
     assert instance.get_dynamic_partitions(MODELS_PARTITIONS) == ["tiny"]
@@ -83,7 +80,7 @@ def test_sensor_picks_up_new_lines_of_the_prompts_file(tmp_path, instance):
     (tmp_path / "prompts.txt").write_text(f"{PROMPTS[0]}\n\n{new}\n")
     context = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources=resources)
     result = prompt_file_sensor(context)
-    assert [r.partition_key for r in result.run_requests] == [f"tiny|{sha_key(new)}"]
+    assert [r.partition_key for r in result.run_requests] == [multi_key("tiny", sha_key(new))]
     assert registered_texts(tmp_path / "lake")[sha_key(new)] == new
 
 
@@ -96,7 +93,7 @@ def test_register_prompt_job_adds_partitions(config_path, instance):
     )
     assert result.success
     key = sha_key(text)
-    assert result.output_for_node("register_prompt_op") == [f"tiny|{key}"]
+    assert result.output_for_node("register_prompt_op") == [multi_key("tiny", key)]
     assert instance.has_dynamic_partition(MODELS_PARTITIONS, "tiny")
     assert instance.get_dynamic_partitions(PROMPTS_PARTITIONS) == [key]
     assert registered_texts(config_path.parent / "lake") == {key: text}

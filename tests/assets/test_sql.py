@@ -31,7 +31,6 @@ def lake_config(tmp_path_factory, tiny_lakehouse_files):
     """The config of a lake with 2 graphs; the first prompt materialized twice."""
     import dagster as dg
 
-    from ct_assets.lib.resources import clear_model_cache
     from ct_assets.lib.runner import materialize
     from ct_lake.config import load_config
 
@@ -48,13 +47,11 @@ def lake_config(tmp_path_factory, tiny_lakehouse_files):
         mp.setenv("CT_CONFIG", str(config.path))
         mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
         (folder / "dagster_home").mkdir()
-        clear_model_cache()
         with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
             assert materialize(config, "tiny", PROMPTS, instance).success
             mp.setenv("CT_CONFIG", str(rerun.path))
             summary = materialize(rerun, "tiny", PROMPTS[:1], instance, with_model_assets=False)
             assert summary.success
-        clear_model_cache()
     return config
 
 

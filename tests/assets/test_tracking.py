@@ -8,10 +8,10 @@ import time
 
 import dagster as dg
 
-from ct_assets.lib.resources import EngineResource, LakehouseResource
-from ct_assets.lib.tracking import MlflowTracker
+from ct_assets.lib.context import multi_key
+from ct_assets.lib.resources import lakehouse_resources
 from ct_lake.config import load_config
-from ct_lake.keys import partition_key, prompt_key
+from ct_lake.keys import prompt_key
 from ct_lake.lake import Lake
 from ct_lake.prompts import register_prompts
 
@@ -36,13 +36,9 @@ def test_unreachable_mlflow_keeps_the_lake_and_fails_a_check(tmp_path, tiny_lake
         start = time.perf_counter()
         result = dg.materialize(
             [attribution_graph],
-            partition_key=partition_key("tiny", prompt_key(PROMPTS[0])),
+            partition_key=multi_key("tiny", prompt_key(PROMPTS[0])),
             instance=instance,
-            resources={
-                "lakehouse": LakehouseResource(config_path=str(path)),
-                "engine": EngineResource(),
-                "tracker": MlflowTracker(config_path=str(path)),
-            },
+            resources=lakehouse_resources(str(path)),
         )
         elapsed = time.perf_counter() - start
     assert result.success

@@ -23,12 +23,12 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
+from ct_assets.lib.context import multi_key
+from ct_lake.catalog import connect
 from ct_lake.config import load_config
-from ct_lake.keys import partition_key
 from ct_lake.lake import Lake
 from ct_lake.prompts import register_prompts
 from tests.assets import conftest as assets_conftest
@@ -250,12 +250,12 @@ def test_dagster_dev_runs_graph_job_for_a_prompt(tmp_path, tiny_lakehouse_files,
 
         with dg.DagsterInstance.from_config(str(home)) as instance:
             registered = register_prompts(config, [assets_conftest.PROMPTS[0]], ["tiny"], instance)
-            [key] = registered.partition_keys
-            [prompt] = registered.prompts
-            assert key == partition_key("tiny", prompt)
+            [(model, prompt)] = registered.partitions
+            key = multi_key(model, prompt)
+            assert model == "tiny" and str(key) == f"tiny|{prompt}"  # the key the UI shows
 
             client = DagsterGraphQLClient(hostname=HOST, port_number=port, timeout=60)
-            run_id = client.submit_job_execution("graph_job", tags={"dagster/partition": key})
+            run_id = client.submit_job_execution("graph_job", tags={"dagster/partition": str(key)})
             status = wait_for_run(client, instance, dev, run_id)
             assert status == dg.DagsterRunStatus.SUCCESS, (
                 f"run {run_id} ended {status}; {run_errors(instance, run_id)}"
@@ -271,18 +271,13 @@ def test_dagster_dev_runs_graph_job_for_a_prompt(tmp_path, tiny_lakehouse_files,
             assert lake.has_partition(table, model="tiny", prompt=prompt), table
         graphs = lake.read_table("graphs", model="tiny", prompt=prompt).to_pylist()
         assert [g["dagster_run_id"] for g in graphs] == [run_id]
-        glob = lake.table_glob("edges")
         n_edges = (
-            duckdb.connect()
-            .execute(
-                f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
-                "WHERE model = 'tiny' AND prompt = ?",
-                [prompt],
-            )
+            connect(config.lake)
+            .execute("SELECT count(*) FROM edges WHERE model = 'tiny' AND prompt = ?", [prompt])
             .fetchone()[0]
         )
         assert n_edges == graphs[0]["n_edges"] > 0
-        assert lake.file_path("graphs", "graph.safetensors", model="tiny", prompt=prompt).exists()
+        assert lake.has_file("graphs", "graph.safetensors", model="tiny", prompt=prompt)
         print(f"dagster dev ready in {ready_s:.1f}s; run done at {time.monotonic() - started:.1f}s")
     finally:
         dev.stop()

@@ -1,13 +1,16 @@
 """The feature census: which features recur across a model's graphs."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from ct_assets.defs.partitions import models_partitions, per_model
 from ct_assets.lib.resources import LakehouseResource
-from ct_assets.lib.steps import PartitionOutcome, finish, tracking_check_spec
+from ct_assets.lib.steps import Result, report, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
-from ct_lake.lake import Lake
+from ct_lake import records
 
+# Over the catalog's views of the lake (DuckDB prunes the other models' partitions).
 CENSUS_SQL = """
 SELECT n.layer, n.feature,
        count(DISTINCT n.prompt)::INTEGER AS n_graphs,
@@ -15,11 +18,11 @@ SELECT n.layer, n.feature,
        avg(n.influence) AS mean_influence,
        max(n.influence) AS max_influence,
        list_sort(list_distinct(list(g.tokens[n.pos + 1]))) AS tokens
-FROM read_parquet(?, hive_partitioning = true) n
-JOIN read_parquet(?, hive_partitioning = true) g USING (model, prompt)
+FROM nodes n
+JOIN graphs g USING (model, prompt)
 WHERE n.kind = 'feature' AND n.model = ?
 GROUP BY n.layer, n.feature
-ORDER BY n_graphs DESC, max_influence DESC
+ORDER BY n_graphs DESC, max_influence DESC, n.layer, n.feature
 """
 
 
@@ -32,38 +35,19 @@ ORDER BY n_graphs DESC, max_influence DESC
 )
 def feature_census(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tracker: MlflowTracker
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
     """Per model, across all its graphs: each feature's number of graphs, mean and max
     influence, and the tokens it sits on (table ``feature_census``)."""
-    import duckdb
+    from ct_lake.catalog import connect
 
-    lake = Lake(lakehouse.config.lake)
-    outcomes = []
-    for model_key in context.partition_keys:
-        con = duckdb.connect()
-        result = con.execute(
-            CENSUS_SQL, [lake.table_glob("nodes"), lake.table_glob("graphs"), model_key]
-        ).to_arrow_table()
-        lake.write_table("feature_census", result, model=model_key)
-        recurring = result.filter(result.column("n_graphs").to_numpy() > 1).num_rows
-        top = result.slice(0, 10).to_pylist()
-        outcomes.append(
-            PartitionOutcome(
-                key=model_key,
-                metadata={
-                    "features": result.num_rows,
-                    "recurring_features": recurring,
-                    "top": dg.MetadataValue.md(
-                        "| layer | feature | graphs | max influence | tokens |\n"
-                        "|---|---|---|---|---|\n"
-                        + "\n".join(
-                            f"| {r['layer']} | {r['feature']} | {r['n_graphs']} | "
-                            f"{r['max_influence']:.4f} | {', '.join(r['tokens'][:5])} |"
-                            for r in top
-                        )
-                    ),
-                },
-                metrics={"features": result.num_rows, "recurring_features": recurring},
-            )
-        )
-    return finish(context, tracker, outcomes)
+    results = []
+    for model in context.partition_keys:
+        con = connect(lakehouse.config.lake)
+        try:
+            census = con.sql(CENSUS_SQL, params=[model]).to_arrow_table()
+        finally:
+            con.close()
+        record = records.census_record({"model": model}, census)
+        records.store(lakehouse.lake, record)
+        results.append(Result(model, record))
+    yield from report(context, lakehouse, tracker, results)
