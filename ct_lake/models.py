@@ -57,6 +57,11 @@ class ModelCache:
         with self._lock:
             return len(self._models)
 
+    def loaded(self) -> list[tuple[str | None, ...]]:
+        """The keys (see :meth:`key`) of the loaded models, in load order."""
+        with self._lock:
+            return list(self._models)
+
     def clear(self) -> None:
         """Forget every model (their memory is freed once no caller holds them)."""
         with self._lock:

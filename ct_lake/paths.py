@@ -37,6 +37,10 @@ def graph_files_dir(lake, model: str) -> Path:
 
 
 def cached_transcoders(lake, model: str) -> str | None:
-    """The lake's converted copy of a model's transcoders, if ``transcoder_cache`` ran."""
-    path = lake.file_path(TRANSCODER_DIR, "set", model=model)
+    """A local folder with the lake's converted copy of a model's transcoders (fetched into the
+    local cache for a lake on object storage), or None before ``transcoder_cache`` ran."""
+    try:
+        path = lake.local_tree(TRANSCODER_DIR, "set", model=model)
+    except FileNotFoundError:
+        return None
     return str(path) if (path / "config.yaml").exists() else None

@@ -38,6 +38,11 @@ def test_toy_world_loads_once_per_key():
     half = cache.get(_toy(dtype="bfloat16"))
     assert half is not model and half.dtype == torch.bfloat16
     assert len(cache) == 3 and len(cache.load_events) == 3
+    assert [k[2:5] for k in cache.loaded()] == [
+        ("toy-world-plt", "transformerlens", "float32"),
+        (str(presets.TRANSCODERS["toy-world-clt"]), "transformerlens", "float32"),
+        ("toy-world-plt", "transformerlens", "bfloat16"),
+    ]
     # The same tokens give the float32 model's logits to bfloat16 precision.
     tokens = model.tokenizer("The capital of the country where Mosho lives is")["input_ids"]
     tokens = torch.tensor([model.tokenizer.bos_token_id, *tokens])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.testclient import TestClient
 
 from ct_lake.lake import Lake
-from ct_lake.paths import GRAPH_FILE, GRAPHS
+from ct_lake.paths import GRAPH_FILE, GRAPHS, TRANSCODER_DIR
 from ct_viewer import create_app
 
 # What the viewer reads: the graph listing joins these tables; documents come from the files.
@@ -19,6 +19,8 @@ def _copy_lake(source: Lake, target: Lake) -> int:
     for name in TABLES:
         for keys in source.partitions(name):
             target.write_table(name, source.read_table(name, **keys), **keys)
+    folder = source.local_tree(TRANSCODER_DIR, "set", model="tiny")
+    target.write_tree(TRANSCODER_DIR, "set", folder, model="tiny")
     graphs = source.partitions("graphs")
     for keys in graphs:
         path = source.local_file(GRAPHS, GRAPH_FILE, **keys)
@@ -54,5 +56,14 @@ def test_the_viewer_serves_an_s3_lake(viewer_lake, s3_uri, tmp_path):
         # Not in the local lake: the row went to the S3 lake's table.
         local_ids = [a["id"] for a in reference.get(url).json()["annotations"]]
         assert created.json()["id"] not in local_ids
+
+        # Steering loads the lake's transcoder copy from the S3 lake's local cache.
+        steer = {"interventions": [{"node_id": feature, "value": 0.0}], "top": 5}
+        steered = client.post(f"/api/graphs/{graph_id}/steer", json=steer)
+        assert steered.status_code == 200, steered.text
+        assert steered.json() == reference.post(f"/api/graphs/{graph_id}/steer", json=steer).json()
+        ((_, _, transcoders, *_),) = s3_app.state.models.cache.loaded()
+        assert transcoders == str(lake.file_path(TRANSCODER_DIR, "set", model="tiny"))
+        assert transcoders != str(local.file_path(TRANSCODER_DIR, "set", model="tiny"))
     (row,) = Lake(s3_uri).read_table("annotations", graph=graph_id).to_pylist()
     assert (row["id"], row["node_ids"], row["text"]) == (created.json()["id"], [feature], "on S3")
