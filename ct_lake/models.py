@@ -92,8 +92,3 @@ def _load(entry, transcoders: str | None, device: str):
         device=device,
         dtype=dtype,
     )
-
-
-# The process-wide cache of the Dagster engine resource until it holds its own; the viewer
-# never uses it.
-MODELS = ModelCache()
