@@ -52,6 +52,7 @@ from ct_engine.options import BACKENDS, DTYPE_NAMES
 from ct_engine.presets import PRESETS
 from ct_lake.keys import check_model_key
 from ct_lake.package_data import config_base, default_config, resolve_path
+from ct_lake.storage import LakeError, Location
 
 CONFIG_ENV = "CT_CONFIG"
 
@@ -197,7 +198,7 @@ class LakehouseConfig(_Strict):
     """The parsed configuration; :func:`load_config` builds it."""
 
     path: Path
-    lake: Path
+    lake: Path | str  # a local folder (absolute), or the URI of a lake on S3 (s3://bucket/prefix)
     mlflow: MlflowSettings = MlflowSettings()
     models: list[ModelEntry]
     prompt_sets: dict[str, list[str]] = {}
@@ -219,6 +220,11 @@ class LakehouseConfig(_Strict):
         """The folder relative paths resolve against: the file's, or the current folder for
         the packaged default (:func:`ct_lake.package_data.config_base`)."""
         return config_base(self.path)
+
+    @property
+    def location(self) -> Location:
+        """Where the lake lives (local folder or S3 bucket and prefix)."""
+        return Location.parse(self.lake)
 
     @property
     def tracking_uri(self) -> str:
@@ -318,7 +324,11 @@ def load_config(path: str | Path | None = None) -> LakehouseConfig:
         raise ConfigError(f"{shown}: path: unknown key (the file's own path is implied)")
     base = config_base(path)
     raw["path"] = path
-    raw["lake"] = base / raw.get("lake", ".ct-lake")
+    try:
+        location = Location.parse(raw.get("lake", ".ct-lake"), base)
+    except LakeError as err:
+        raise ConfigError(f"{shown}: lake: {err}") from None
+    raw["lake"] = location.local_path if location.is_local else location.uri
     for name in ("golden", "prompts_file"):
         if raw.get(name):
             raw[name] = resolve_path(raw[name], base)

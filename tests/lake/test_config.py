@@ -18,6 +18,7 @@ TOY = {"name": "toy", "model": "toy-world", "transcoders": "toy-world-plt"}
 
 
 def _write(folder: Path, models: list[dict], **top) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "ct_lakehouse.yaml"
     path.write_text(yaml.safe_dump({"lake": "lake", "models": models, **top}, sort_keys=False))
     return path
@@ -257,3 +258,28 @@ def test_relative_paths_resolve_against_the_file(tmp_path):
     assert isinstance(config, LakehouseConfig)
     assert config.lake == tmp_path / "data" / "lake"
     assert (config.golden, config.prompts_file) == (tmp_path / "g.yaml", tmp_path / "p.txt")
+
+
+@pytest.mark.parametrize(
+    "lake,expected",
+    [
+        ("s3://bucket/some/prefix", "s3://bucket/some/prefix"),
+        ("s3://bucket/prefix/", "s3://bucket/prefix"),
+        ("../elsewhere", "LOCAL:elsewhere"),
+    ],
+)
+def test_the_lake_is_a_folder_or_an_s3_uri(tmp_path, lake, expected):
+    config = load_config(_write(tmp_path / "cfg", [TOY], lake=lake))
+    if expected.startswith("LOCAL:"):
+        assert config.lake == tmp_path / expected.removeprefix("LOCAL:")
+        assert config.location.is_local and config.location.local_path == config.lake
+    else:
+        assert config.lake == expected and config.location.uri == expected
+        assert not config.location.is_local
+
+
+def test_a_bad_lake_uri_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    message = _error(tmp_path, [TOY], lake="gs://bucket/lake")
+    assert message.startswith("ct_lakehouse.yaml: lake: lake 'gs://bucket/lake': unsupported")
+    assert "\n" not in message
