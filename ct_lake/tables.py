@@ -1,10 +1,11 @@
 """Every table of the lake: its partition columns and its Arrow schema, in one place.
 
-Partition columns (``model``, ``prompt``, ``run``) live in the hive path
-(``<lake>/<table>/model=<m>/prompt=<p>/data.parquet``), not inside the files; DuckDB adds
-them back (``hive_partitioning``). Node indices follow the graph's order
-``[features | errors | tokens | targets]`` and edges are stored sparsely: ``(target, source,
-weight)`` with no zero entries (rows are targets, as in the adjacency matrix).
+Partition columns (``model``, ``prompt``, ``run``, ``graph``) are the Delta table's partition
+values (strings; folders ``<lake>/<table>/model=<m>/prompt=<p>/``), not inside the files;
+readers and the DuckDB views add them back (:mod:`ct_lake.lake`, :mod:`ct_lake.catalog`).
+Node indices follow the graph's order ``[features | errors | tokens | targets]`` and edges are
+stored sparsely: ``(target, source, weight)`` with no zero entries (rows are targets, as in the
+adjacency matrix).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A lake table: name, hive partition columns (in path order) and file schema."""
+    """A lake table: name, partition columns (in folder order) and data-file schema."""
 
     name: str
     partitions: tuple[str, ...]
