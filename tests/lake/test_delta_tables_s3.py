@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from ct_lake import catalog
@@ -52,6 +53,17 @@ def test_tables_history_views_and_optimize_on_s3(s3_uri, tmp_path):
     report = lake.optimize(retention_hours=0)
     assert {t.table: t.files_vacuumed for t in report.tables}["edges"] == 1
     assert lake.read_table("edges", model="m", prompt=P1).num_rows == 1
+
+    # Partition pruning through the registered dataset: with P1's data objects deleted, a query
+    # for P2 still runs (it never opens P1's files); one over the whole table cannot.
+    fs, root = lake.location.filesystem()
+    for f in lake.snapshot("edges").files:
+        if f.partition == ("m", P1):
+            fs.delete_file(f"{root}/edges/{f.path}")
+    with catalog.connect(lake) as con:
+        assert con.execute(f"SELECT weight FROM edges WHERE prompt = '{P2}'").fetchall() == [(2.5,)]
+        with pytest.raises(duckdb.Error):
+            con.execute("SELECT count(*) FROM edges").fetchall()
 
 
 READER = """
