@@ -82,5 +82,6 @@ def test_ct_prompts_list_imports_no_torch(tmp_path, config):
 
 def test_the_control_a_model_command_does_import_torch(tmp_path):
     """The check above can fail: a command that loads a model shows torch in sys.modules."""
-    rc, _, loaded = _ct(["intervene", "-t", "toy-world-plt", "-p", "x", "9,0,0=1"], tmp_path)
+    missing = str(tmp_path / "missing.txt")  # fails after importing torch, before any load
+    rc, _, loaded = _ct(["eval-transcoders", "m", "t", "--prompts", missing], tmp_path)
     assert rc == 2 and "torch" in loaded
