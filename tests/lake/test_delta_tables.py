@@ -175,6 +175,43 @@ def test_four_processes_write_100_partitions_of_the_same_tables_at_once(tmp_path
     assert [len(lake.history(t)) for t in ("edges", "logit_targets")] == [100, 100]
 
 
+SAME_PARTITIONS_WRITER = """
+import sys
+import numpy as np, pyarrow as pa
+from ct_lake.lake import Lake
+
+lake = Lake(sys.argv[1])
+worker = int(sys.argv[2])
+for i in range(10):
+    n = 10 * (worker + 1)
+    lake.write_table("edges", pa.table({
+        "target": np.full(n, worker, np.int32), "source": np.arange(n, dtype=np.int32),
+        "weight": np.ones(n, np.float32)}), model="m", prompt=f"p_{i:012d}")
+"""
+
+
+def test_processes_racing_on_the_same_partitions_never_duplicate_rows(tmp_path):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAME_PARTITIONS_WRITER, str(tmp_path), str(w)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(4)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    lake = Lake(tmp_path)
+    for i in range(10):
+        # one writer's rows, all of them: the last commit replaced the others
+        rows = lake.read_table("edges", model="m", prompt=f"p_{i:012d}")
+        writers = set(rows.column("target").to_pylist())
+        assert len(writers) == 1 and rows.num_rows == 10 * (writers.pop() + 1)
+    assert len(lake.snapshot("edges").files) == 10
+    assert len(lake.history("edges")) == 40
+
+
 # -- history and time travel ------------------------------------------------------------------
 
 
