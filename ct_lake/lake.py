@@ -232,6 +232,13 @@ class Lake(LakeFiles):
     def __repr__(self) -> str:
         return f"Lake({self.location.uri!r})"
 
+    def __getstate__(self) -> dict:
+        # Handles and locks belong to one process: a copy (pickle) opens its own.
+        return {"location": self.location}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["location"])
+
     @property
     def uri(self) -> str:
         return self.location.uri

@@ -513,6 +513,15 @@ def test_a_process_using_every_lake_operation_exits_cleanly(tmp_path):
     assert "terminate called" not in result.stderr
 
 
+def test_a_lake_pickles_without_its_handles(tmp_path):
+    import pickle
+
+    lake = Lake(tmp_path)
+    lake.write_table("edges", edges(2), model="m", prompt=P1)
+    copy = pickle.loads(pickle.dumps(lake))
+    assert copy.uri == lake.uri and copy.read_table("edges", model="m", prompt=P1).num_rows == 2
+
+
 def test_a_lake_in_a_path_with_a_quote(tmp_path):
     lake = Lake(tmp_path / "it's a lake")
     row = {"text": "hello", "n_chars": 5, "registered_at": datetime.now(UTC)}
