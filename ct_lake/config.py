@@ -296,6 +296,15 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _resolved(value: str, base: Path, where: str) -> Path:
+    """A path value (relative to ``base``, or ``pkg:PKG/PATH``); a ConfigError naming
+    ``where`` (file and key) when it names no installed package."""
+    try:
+        return resolve_path(value, base)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
 def config_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get(CONFIG_ENV) or default_config()).resolve()
 
@@ -331,16 +340,17 @@ def load_config(path: str | Path | None = None) -> LakehouseConfig:
     raw["lake"] = location.local_path if location.is_local else location.uri
     for name in ("golden", "prompts_file"):
         if raw.get(name):
-            raw[name] = resolve_path(raw[name], base)
+            raw[name] = _resolved(raw[name], base, f"{shown}: {name}")
     models = raw.get("models")
     if isinstance(models, list):
         names = [m.get("name") for m in models if isinstance(m, dict)]
         twice = sorted({n for n in names if names.count(n) > 1}, key=str)
         if twice:
             raise ConfigError(f"{shown}: models: names must be unique, {twice} repeat")
-        for entry in models:  # absolute, so that readers need not know the base
+        for i, entry in enumerate(models):  # absolute, so that readers need not know the base
             if isinstance(entry, dict) and isinstance(entry.get("eval_texts"), str):
-                entry["eval_texts"] = str(resolve_path(entry["eval_texts"], base))
+                where = f"{shown}: models[{i}].eval_texts"
+                entry["eval_texts"] = str(_resolved(entry["eval_texts"], base, where))
     try:
         return LakehouseConfig.model_validate(raw)
     except ValidationError as err:

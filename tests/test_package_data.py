@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ct_lake import package_data
-from ct_lake.config import CONFIG_ENV, load_config
+from ct_lake.config import CONFIG_ENV, ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("ct_engine", "ct_lake", "ct_assets", "ct_viewer", "ct_cli")
@@ -81,9 +81,12 @@ def test_pkg_paths(tmp_path):
 def test_a_bad_pkg_path_in_a_config_is_one_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("lake: lake\nmodels: []\ngolden: pkg:not_installed_pkg/golden.yaml\n")
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert "not_installed_pkg" in str(err.value) and "\n" not in str(err.value)
+    message = str(err.value)
+    assert message == f"{path}: golden: pkg:not_installed_pkg: no installed package " + repr(
+        "not_installed_pkg"
+    )
 
 
 def test_the_catalog_reads_the_packaged_views():
