@@ -70,10 +70,6 @@ class Record:
     tables: list[TableOut] = field(default_factory=list)
     files: list[FileOut] = field(default_factory=list)
 
-    def rows(self, name: str) -> Rows:
-        """The rows this record writes to table ``name``."""
-        return next(t.rows for t in self.tables if t.name == name)
-
 
 def store(lake, record: Record) -> dict[str, str]:
     """Write the record's files, then its tables, to ``lake`` (a :class:`ct_lake.lake.Lake`);

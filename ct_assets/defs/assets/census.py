@@ -42,7 +42,7 @@ def feature_census(
 
     results = []
     for model in context.partition_keys:
-        con = connect(lakehouse.config.lake)
+        con = connect(lakehouse.lake)
         try:
             census = con.sql(CENSUS_SQL, params=[model]).to_arrow_table()
         finally:
