@@ -891,38 +891,43 @@ def _pad(data: pa.Table, table_schema: pa.Schema, partitions: Sequence[str]) -> 
 
 def _data_files(dt, partitions: Sequence[str]) -> list[DataFile]:
     """The add actions of ``dt``'s version as :class:`DataFile` rows."""
-    actions = pa.table(dt.get_add_actions(flatten=True))
-    if actions.num_rows == 0:
+    import numpy as np
+
+    actions = pa.table(dt.get_add_actions(flatten=False))
+    n = actions.num_rows
+    if n == 0:
         return []
-    columns = actions.column_names
+    names = actions.column_names
     paths = actions.column("path").to_pylist()
     sizes = actions.column("size_bytes").to_pylist()
-    rows = (
-        actions.column("num_records").to_pylist()
-        if "num_records" in columns
-        else [None] * len(paths)
-    )
-    values = [actions.column(f"partition.{c}").to_pylist() for c in partitions]
-    stats = {
-        name[len("null_count.") :]: actions.column(name).is_valid().to_pylist()
-        for name in columns
-        if name.startswith("null_count.")
+    rows = actions.column("num_records").to_pylist() if "num_records" in names else [None] * n
+    part = actions.column("partition").combine_chunks() if partitions else None
+    values = [part.field(c).to_pylist() for c in partitions] if part is not None else []
+    # Which columns have statistics in each file: one bit per column, so the (few) distinct
+    # column sets are built once, not once per file.
+    stat_columns: list[str] = []
+    masks = np.zeros(n, dtype=np.int64)
+    if "null_count" in names:
+        counts = actions.column("null_count").combine_chunks()
+        if pa.types.is_struct(counts.type):
+            for bit, f in enumerate(counts.type):
+                stat_columns.append(f.name)
+                valid = counts.field(f.name).is_valid().to_numpy(zero_copy_only=False)
+                masks |= valid.astype(np.int64) << bit
+    sets = {
+        int(m): frozenset(c for bit, c in enumerate(stat_columns) if int(m) >> bit & 1)
+        for m in np.unique(masks)
     }
-    out = []
-    for i, path in enumerate(paths):
-        present = None
-        if rows[i] is not None and stats:
-            present = frozenset(c for c, valid in stats.items() if valid[i])
-        out.append(
-            DataFile(
-                path=path,
-                partition=tuple(str(v[i]) for v in values),
-                size=int(sizes[i]),
-                rows=rows[i],
-                columns=present,
-            )
+    return [
+        DataFile(
+            path=paths[i],
+            partition=tuple(str(v[i]) for v in values),
+            size=int(sizes[i]),
+            rows=rows[i],
+            columns=sets[int(masks[i])] if rows[i] is not None and stat_columns else None,
         )
-    return out
+        for i in range(n)
+    ]
 
 
 def _size(fs, path: str) -> int:
