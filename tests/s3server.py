@@ -57,6 +57,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the server's process: get SIGTERM when the test process dies, even killed (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class S3Server:
     """A moto server subprocess on 127.0.0.1 with one authorized access key."""
 
@@ -73,6 +83,7 @@ class S3Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=_die_with_parent,
         )
         try:
             self._wait_ready()

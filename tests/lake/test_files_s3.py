@@ -235,3 +235,60 @@ def test_small_file_cost(s3_uri, tmp_path):
     )
     # Loose bounds: they catch a pathological slowdown (e.g. retries on every call), not noise.
     assert all(value < 1.0 for value in timings["s3"])
+
+
+_SLOW_WRITER = """
+import sys
+from pathlib import Path
+from ct_lake.files import LakeFiles
+from ct_lake.storage import Location
+
+class Files(LakeFiles):
+    def __init__(self, root):
+        self.location = Location.parse(root)
+
+Files(sys.argv[1]).write_file("graphs", "graph.safetensors", Path(sys.argv[2]), model="toy")
+"""
+
+
+def _open_writer_end(fifo: Path, proc: subprocess.Popen, timeout: float = 60) -> int:
+    """Open the FIFO for writing once the reader has opened it (fail if the reader died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            assert proc.poll() is None, "the writer exited before reading its source"
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+    raise AssertionError("the writer never opened its source")
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_a_writer_killed_mid_upload_leaves_the_previous_file(s3_uri, tmp_path, where):
+    root = s3_uri if where == "s3" else str(tmp_path / "lake")
+    files = Files(root)
+    files.write_file("graphs", "graph.safetensors", b"previous", model="toy")
+    fifo = tmp_path / "source"
+    os.mkfifo(fifo)  # the writer reads its source from here: the test decides when it stops
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, root, str(fifo)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        pipe = _open_writer_end(fifo, proc)
+        with open(pipe, "wb") as stream:
+            stream.write(os.urandom(12 << 20))  # past S3's 5 MiB part size: a multipart upload
+            stream.flush()
+            proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert files.read_bytes("graphs", "graph.safetensors", model="toy") == b"previous"
+    assert files.list_files("graphs", model="toy") == ["graph.safetensors"]
+    assert files.local_file("graphs", "graph.safetensors", model="toy").read_bytes() == b"previous"
+    if where == "local":
+        assert files.sweep_files() == 1  # the killed writer's temporary file
