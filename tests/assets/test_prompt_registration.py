@@ -115,7 +115,7 @@ def test_ct_prompts_add(config_path, tmp_path, monkeypatch, capsys):
 
     assert main(["prompts", "add", text, "--model", "tiny", "--config", str(config_path)]) == 0
     out = capsys.readouterr().out
-    assert f"{key}  (new)" in out and f"tiny|{key}" in out
+    assert f"{key}  (new)" in out and str(multi_key("tiny", key)) in out
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_dynamic_partitions(MODELS_PARTITIONS) == ["tiny"]
         assert instance.get_dynamic_partitions(PROMPTS_PARTITIONS) == [key]
