@@ -15,9 +15,8 @@ it. A table without files gets an empty view with its columns and types, so deri
 
 **Derived views** are the files ``ct_lake/sql/views/<view>.sql`` (package data), each one
 ``CREATE OR REPLACE VIEW <view> AS ...`` statement whose leading ``--`` comment is its
-description. Views are created
-dependencies first: a view depends on every other view whose name it mentions outside
-comments and string literals.
+description. Views are created dependencies first: a view depends on every other view whose
+name it mentions outside comments and string literals.
 
 :func:`connect` gives an in-memory connection with every view; :func:`write_catalog_file`
 writes a ``.duckdb`` file with the same views, atomically (local lakes only). A catalog file
