@@ -578,8 +578,11 @@ class Lake(LakeFiles):
         some). Vacuum then deletes the data files no version younger than ``retention_hours``
         uses, and the unlisted files killed writers left behind once they are that old; the
         log keeps the commits of that window (plus a checkpoint). Time travel reaches back
-        ``retention_hours`` and no further. Do not use a retention shorter than the longest
-        write in progress: its data files are not listed until it commits.
+        ``retention_hours`` and no further. The retention stays the table's log retention
+        (``delta.logRetentionDuration``): the checkpoints later writes make (every 100 commits)
+        also drop log entries older than it, until ``optimize`` runs with another retention.
+        Do not use a retention shorter than the longest write in progress: its data files are
+        not listed until it commits.
         """
         if retention_hours < 0:
             raise ValueError("retention_hours must be 0 or more")

@@ -21,8 +21,8 @@ DEFAULT_RETENTION_HOURS = 7 * 24  # = ct_lake.lake.DEFAULT_RETENTION_HOURS (kept
 DESCRIPTION = (
     "Compact each lake table's small files, then delete the data files that no version younger "
     "than the retention uses and the log entries older than it. Time travel (ct sql --as-of) "
-    "reaches back the retention and no further afterwards. Keep the retention longer than the "
-    "longest write in progress."
+    "reaches back the retention and no further afterwards; the tables keep it as their log "
+    "retention. Keep the retention longer than the longest write in progress."
 )
 
 
