@@ -60,7 +60,7 @@ class MlflowTracker(dg.ConfigurableResource):
         uri = self.tracking_uri or config.tracking_uri
         experiment = self.experiment or config.mlflow.experiment
         timeout = self.timeout_s or config.mlflow.timeout_s
-        artifacts = config.path.parent / "dagster_home" / "mlartifacts"
+        artifacts = config.base / "dagster_home" / "mlartifacts"
         return uri, experiment, timeout, artifacts
 
     def log_partition(
