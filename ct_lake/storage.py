@@ -343,7 +343,7 @@ class Location:
 
     @contextlib.contextmanager
     def errors(self, action: str = "access") -> Iterator[None]:
-        """On S3, turn storage failures (OSError, deltalake, pyarrow errors) into one LakeError.
+        """On S3, turn storage failures (OSError, deltalake errors) into one LakeError.
 
         A missing file or table (``FileNotFoundError``, deltalake's ``TableNotFoundError``) and
         every failure of a local lake pass through unchanged. The original exception is not
@@ -364,7 +364,9 @@ def _is_storage_error(err: BaseException) -> bool:
         return False
     if type(err).__name__ == "TableNotFoundError":
         return False
-    if isinstance(err, OSError):
+    if isinstance(err, OSError):  # pyarrow's and delta-rs' I/O errors are OSErrors
         return True
+    # Other pyarrow errors (ArrowInvalid, ArrowTypeError...) are data mistakes, the same on a
+    # local lake: they pass through.
     module = type(err).__module__ or ""
-    return module.startswith(("deltalake", "pyarrow", "botocore"))
+    return module.startswith(("deltalake", "botocore"))

@@ -169,3 +169,10 @@ def test_local_errors_pass_through(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         with location.errors("read"):
             (tmp_path / "missing").read_bytes()
+
+
+def test_data_mistakes_are_not_storage_errors(s3_uri):
+    location = Location.parse(s3_uri)
+    with pytest.raises(pa.ArrowInvalid):
+        with location.errors("write"):
+            pa.array(["x"]).cast(pa.int32())
