@@ -61,6 +61,30 @@ def test_store_refuses_a_second_create_of_the_same_key(s3_uri, s3_server):
     assert client.get_object(Bucket=location.bucket, Key=key)["Body"].read() == b"first"
 
 
+def test_one_create_wins_under_contention(s3_uri, s3_server):
+    """Many clients racing to create the same keys: exactly one wins each key."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    location = Location.parse(s3_uri)
+    clients = [s3_server.s3() for _ in range(6)]
+
+    def create(attempt: tuple[int, int]) -> int | None:
+        client, key = attempt
+        try:
+            clients[client].put_object(
+                Bucket=location.bucket, Key=f"{location.key}/k{key}", Body=b"x", IfNoneMatch="*"
+            )
+        except clients[client].exceptions.ClientError:
+            return None
+        return key
+
+    attempts = [(client, key) for key in range(60) for client in range(len(clients))]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        wins = Counter(key for key in pool.map(create, attempts) if key is not None)
+    assert wins == Counter(range(60))
+
+
 def test_concurrent_writers_lose_no_commit(s3_uri):
     table_uri = Location.parse(s3_uri).child("scores").uri
     options = Location.parse(table_uri).storage_options()
