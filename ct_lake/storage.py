@@ -15,10 +15,11 @@ variables, never from the configuration file, so no secret is ever written next 
                                       ``http://`` endpoint)
 ====================================  ==================================================
 
-Secrets stay out of every message: ``repr(Location)`` is the URI only, :meth:`Location.describe`
-adds the endpoint, and :class:`LakeError` messages built here are scrubbed of the secret key and
-session token. Only :meth:`Location.storage_options` and :meth:`Location.filesystem` carry the
-credentials, to hand them to deltalake and pyarrow; never log what they return.
+Secrets stay out of every message: ``repr(Location)`` and :meth:`Location.describe` show the
+URI and the endpoint only, and :class:`LakeError` messages built here are scrubbed of the
+secret key and session token. Only :meth:`Location.storage_options` and
+:meth:`Location.filesystem` carry the credentials, to hand them to deltalake and pyarrow; never
+log what they return.
 
 Concurrent commits. A Delta commit is "create ``_delta_log/<version>.json`` if absent": two
 writers that race for the same version must not both succeed, or one commit is silently lost.
@@ -140,7 +141,7 @@ def _check_part(part: str, what: str) -> str:
 class Location:
     """A lake root: an absolute local posix path, or ``s3://bucket/prefix`` (no trailing slash).
 
-    Build it with :meth:`parse`. ``repr`` shows the URI only.
+    Build it with :meth:`parse`. ``repr`` shows the URI and (S3) the endpoint, no credential.
     """
 
     uri: str
@@ -241,6 +242,11 @@ class Location:
 
     def __str__(self) -> str:
         return self.uri
+
+    def __repr__(self) -> str:
+        if self.is_local:
+            return f"Location({self.uri!r})"
+        return f"Location({self.uri!r}, endpoint={self.endpoint or 'AWS S3'!r})"
 
     # -- clients ----------------------------------------------------------------------------
 

@@ -76,6 +76,7 @@ def test_options_come_from_the_environment_and_secrets_stay_out_of_repr():
         assert "AWS_S3_ALLOW_UNSAFE_RENAME" not in options
         shown = f"{location!r} {location} {location.describe()}"
         assert "127.0.0.1:9000" in location.describe()
+        assert repr(location) == "Location('s3://bucket/lake', endpoint='http://127.0.0.1:9000')"
         assert "s3cr3t" not in shown and "t0ken" not in shown and "AKIATESTKEY" not in shown
         err = location.error(OSError("403 Forbidden, key s3cr3t-Very-Secret-Key"), "write")
         assert "s3cr3t" not in str(err)
@@ -112,6 +113,7 @@ def test_wrong_secret_is_refused_quickly_and_leaves_the_table(s3_uri, s3_server)
         )
         assert "credentials were refused" in message
         assert secret not in message and secret not in repr(location)
+        assert s3_server.endpoint in repr(location)
         assert "\n" not in message
         assert elapsed < 10
     table = DeltaTable(location.uri, storage_options=location.storage_options())
