@@ -7,8 +7,10 @@ the DuckDB catalog must agree. A write that the store refuses leaves the table a
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -162,3 +164,36 @@ def test_a_refused_write_leaves_the_table_at_its_version(s3_uri, s3_server):
     assert _sorted(Lake(s3_uri).read_table("edges", model="toy", prompt=P1)) == _sorted(
         pa.Table.from_pylist(_rows("edges", 0), schema=table("edges").schema)
     )
+
+
+def test_no_credential_is_stored_in_the_lake_or_its_cache(s3_uri, s3_server, tmp_path):
+    """Commit metadata, data files, table info, files and the local cache hold no credential."""
+    lake = Lake(s3_uri)
+    for round_ in (0, 1):
+        for name in ("edges", "scores", "prompts"):
+            lake.write_table(name, _rows(name, round_), **_partitions(name)[0])
+    lake.write_file("plots", "x.png", b"png", model="toy")
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("a: 1")
+    lake.write_tree("transcoders", "set", folder, model="toy")
+    lake.local_file("plots", "x.png", model="toy")
+    lake.local_tree("transcoders", "set", model="toy")
+    lake.optimize(retention_hours=0)
+    shown = [repr(lake), str(lake.history()), str(lake.info())]
+
+    secrets = [s3_server.secret_access_key.encode(), s3_server.access_key_id.encode()]
+    location = lake.location
+    client = s3_server.s3()
+    listing = client.list_objects_v2(Bucket=location.bucket, Prefix=location.key + "/")
+    keys = [item["Key"] for item in listing["Contents"]]
+    assert any("/_delta_log/" in key for key in keys) and any("/files/" in key for key in keys)
+    for key in keys:
+        body = client.get_object(Bucket=location.bucket, Key=key)["Body"].read()
+        assert not any(secret in body for secret in secrets), key
+    cached = [p for p in Path(os.environ["CT_LAKE_CACHE"]).rglob("*") if p.is_file()]
+    assert cached
+    for path in cached:
+        assert not any(secret in path.read_bytes() for secret in secrets), path
+    for text in shown:
+        assert not any(secret.decode() in text for secret in secrets)
