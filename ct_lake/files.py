@@ -10,7 +10,8 @@ Layout, under the lake's :class:`~ct_lake.storage.Location`::
 Local lakes: paths are the real files (no copy). A file write goes to a temporary name in the
 same folder (``.<name>.<random>.tmp``) and is renamed into place; a tree is copied into a
 temporary sibling folder and swapped in with two renames (the previous tree is moved aside
-first, then deleted), so readers see the old tree or the new one, never a mix.
+first, then deleted), so readers see the old tree or the new one, never a mix (for an instant
+between the two renames, no tree).
 
 S3 lakes: a file write is one ``PUT`` (or a multipart upload completed at the end), which S3
 makes visible all at once. A tree is uploaded file by file and then its manifest

@@ -34,6 +34,11 @@ there, or delta-rs' DynamoDB locking provider (``AWS_S3_LOCKING_PROVIDER=dynamod
 deltalake from the environment). ``tests/lake/test_s3_concurrency.py`` checks it with several
 processes committing to one table on a real S3-compatible server.
 
+Cost of S3, measured against the moto server on 127.0.0.1 (2 shared cores): a small
+``Lake.write_table`` (10 rows, one Delta commit) takes about 70 ms against 6 ms on a local
+disk, ``read_table`` 45 ms against 2 ms, ``has_partition`` 19 ms (one listing of the table's
+log) against 1 ms; files are in :mod:`ct_lake.files`. A real endpoint adds its round trips.
+
 Failures are bounded: a connect timeout of a few seconds and few retries, so an unreachable
 endpoint or refused credentials give one :class:`LakeError` (see :meth:`Location.error`) in
 seconds, not the minutes of the clients' defaults.
