@@ -326,6 +326,11 @@ class LakeFiles:
             # pyarrow may leave an empty folder marker ("<folder>/") behind: not a file.
             for rel in sorted(set(previous) - set(manifest)):
                 fs.delete_file(f"{path}/{rel}")
+        cached = cache_root(self.location).joinpath(*parts)
+        if _same_file(folder, cached):
+            # The writer's folder is the cache copy: record it so it is not downloaded again.
+            with _atomic_path(self._meta(cached, ".tree.json")) as tmp:
+                tmp.write_text(json.dumps(manifest, sort_keys=True))
         return self.location.child(*parts).uri
 
     def has_tree(self, kind: str, name: str, **keys: str) -> bool:

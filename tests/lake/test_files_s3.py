@@ -171,6 +171,15 @@ def test_trees_round_trip_through_the_manifest(s3_uri, s3_server, tmp_path):
     assert (tree / "layer_0.safetensors").stat().st_ino == unchanged  # not fetched again
 
 
+def test_a_tree_written_from_its_cache_folder_is_not_downloaded_back(s3_uri):
+    files = Files(s3_uri)
+    folder = _folder(files.file_path("transcoders", "set", model="toy"), {"config.yaml": b"a"})
+    inode = (folder / "config.yaml").stat().st_ino
+    files.write_tree("transcoders", "set", folder, model="toy")
+    assert files.local_tree("transcoders", "set", model="toy") == folder
+    assert (folder / "config.yaml").stat().st_ino == inode
+
+
 def test_a_tree_without_its_manifest_does_not_exist(s3_uri, s3_server):
     # A writer killed before the manifest: its files are there, the tree is not.
     location = Location.parse(s3_uri)
