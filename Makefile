@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: setup demo test lint bench dagster mlflow viewer
+.PHONY: setup demo test lint bench bench-lake dagster mlflow viewer
 
 setup: $(VENV)/.installed
 
@@ -53,3 +53,10 @@ bench: setup
 	$(BIN)/python benchmarks/bench_attribution.py --repeats 2
 	$(BIN)/python benchmarks/bench_lakehouse.py
 	$(BIN)/python benchmarks/bench_viewer.py
+	$(MAKE) bench-lake
+
+# Delta versus Iceberg (the bench extra brings pyiceberg), then the lake on Delta at 1,000 graphs.
+bench-lake: setup
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	nice -n 10 $(BIN)/python benchmarks/bench_table_formats.py
+	nice -n 10 $(BIN)/python benchmarks/bench_lake.py
