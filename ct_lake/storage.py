@@ -39,9 +39,10 @@ Cost of S3, measured against the moto server on 127.0.0.1 (2 shared cores): a sm
 disk, ``read_table`` 45 ms against 2 ms, ``has_partition`` 19 ms (one listing of the table's
 log) against 1 ms; files are in :mod:`ct_lake.files`. A real endpoint adds its round trips.
 
-Failures are bounded: a connect timeout of a few seconds and few retries, so an unreachable
-endpoint or refused credentials give one :class:`LakeError` (see :meth:`Location.error`) in
-seconds, not the minutes of the clients' defaults.
+Failures are bounded (see the constants below): an endpoint that refuses connections or
+cannot be routed to, or refused credentials, give one :class:`LakeError` (see
+:meth:`Location.error`) in a few seconds; an endpoint that accepts connections and then never
+answers, in about 20 s; not the minutes of the clients' defaults.
 """
 
 from __future__ import annotations
@@ -61,12 +62,19 @@ ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
-# Bounded network behaviour (object_store client options understood by deltalake): an
-# unreachable endpoint fails after about CONNECT_TIMEOUT_S * (MAX_RETRIES + 1) plus backoff.
+# Bounded network behaviour. deltalake (object_store): a refused or unroutable endpoint fails
+# after at most CONNECT_TIMEOUT_S per attempt, retried while RETRY_TIMEOUT_S lasts; an endpoint
+# that accepts connections but never answers fails after REQUEST_TIMEOUT_S (a whole request, so
+# it also bounds one request's transfer: Delta data files and log entries are small, and large
+# writes go in multipart chunks). pyarrow (lake files): the same connect timeout, an idle
+# timeout of IDLE_TIMEOUT_S (curl's low-speed time: a slow but moving transfer is not cut) and
+# PYARROW_ATTEMPTS attempts.
 CONNECT_TIMEOUT_S = 3
-REQUEST_TIMEOUT_S = 60
+REQUEST_TIMEOUT_S = 20
 MAX_RETRIES = 2
 RETRY_TIMEOUT_S = 15
+IDLE_TIMEOUT_S = 10
+PYARROW_ATTEMPTS = 2
 
 # S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -301,8 +309,8 @@ class Location:
         kwargs: dict[str, Any] = {
             "region": self.region,
             "connect_timeout": CONNECT_TIMEOUT_S,
-            "request_timeout": REQUEST_TIMEOUT_S,
-            "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=MAX_RETRIES + 1),
+            "request_timeout": IDLE_TIMEOUT_S,
+            "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=PYARROW_ATTEMPTS),
             # A small file becomes one PutObject (half the time of a multipart upload); a
             # large one still goes multipart. Either is visible only once complete.
             "allow_delayed_open": True,

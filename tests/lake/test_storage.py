@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -178,3 +179,50 @@ def test_data_mistakes_are_not_storage_errors(s3_uri):
     with pytest.raises(pa.ArrowInvalid):
         with location.errors("write"):
             pa.array(["x"]).cast(pa.int32())
+
+
+@pytest.mark.slow
+def test_an_endpoint_that_never_answers_fails_in_seconds(s3_server):
+    """A server that accepts connections and then stays silent: the slowest dead endpoint."""
+    import socket
+    import threading
+
+    from ct_lake.lake import Lake
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(silent.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        with aws_env({**s3_server.env(), "AWS_ENDPOINT_URL": endpoint}):
+            lake = Lake("s3://bucket/lake")
+            for action in (
+                lambda: lake.write_table(
+                    "edges",
+                    [{"target": 1, "source": 2, "weight": 0.5}],
+                    model="m",
+                    prompt="p_000000000001",
+                ),
+                lambda: lake.read_bytes("plots", "x.png", model="m"),
+            ):
+                started = time.monotonic()
+                with pytest.raises(LakeError, match=f"endpoint {endpoint}.*cannot be reached"):
+                    action()
+                assert time.monotonic() - started < 40
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        silent.close()
