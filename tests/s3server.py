@@ -18,9 +18,11 @@ subprocess (e.g. ``ct materialize`` run against an S3 lake).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -87,14 +89,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the server's process: get SIGTERM when the test process dies, even killed (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+def _die_with_parent():
+    """A ``preexec_fn`` that makes the child get SIGTERM when the test process dies (Linux).
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    Everything is looked up here, in the parent: the child, forked from a process that may run
+    threads, only calls into libc before ``exec``.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def child() -> None:
+        prctl(pr_set_pdeathsig, sigterm)
+
+    return child
 
 
 class S3Server:
@@ -113,7 +122,7 @@ class S3Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent(),
         )
         try:
             self._wait_ready()
