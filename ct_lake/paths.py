@@ -31,11 +31,6 @@ def graph_path(lake, model: str, prompt: str) -> Path:
     return path
 
 
-def graph_files_dir(lake, model: str) -> Path:
-    """The folder of a model's viewer files (``<slug>.json`` and ``graph-metadata.json``)."""
-    return lake.root / "files" / GRAPH_FILES / f"model={model}"
-
-
 def cached_transcoders(lake, model: str) -> str | None:
     """A local folder with the lake's converted copy of a model's transcoders (fetched into the
     local cache for a lake on object storage), or None before ``transcoder_cache`` ran."""

@@ -78,7 +78,7 @@ def prompt_text(lake: Lake, key: str) -> str:
     """The text registered for prompt ``key`` in the lake's ``prompts`` table."""
     if not lake.has_partition("prompts", prompt=key):
         raise ValueError(
-            f"prompt {key} is not registered in the lake {lake.root}: add it with "
+            f"prompt {key} is not registered in the lake {lake.uri}: add it with "
             "`ct prompts add TEXT --model MODEL` (or the register_prompt job)"
         )
     return lake.read_table("prompts", prompt=key).column("text")[0].as_py()

@@ -82,7 +82,7 @@ def _update(config, lake, cells) -> int:
         todo = [c for c in cells if c.partition_key in missing]
         print(
             f"ct baseline: error: {len(missing)} golden partitions have not been materialized "
-            f"in the lake {lake.root}: {', '.join(missing)}\nmaterialize them first:\n"
+            f"in the lake {lake.uri}: {', '.join(missing)}\nmaterialize them first:\n"
             + _materialize_hint(config, todo),
             file=sys.stderr,
         )
@@ -131,7 +131,7 @@ def _check(config, lake, cells) -> int:
         path = baseline_path(config, cell.model, cell.prompt_key)
         baseline = read_baseline(path)
         if key in missing:
-            print(f"{key}  MISSING  not materialized in the lake {lake.root}")
+            print(f"{key}  MISSING  not materialized in the lake {lake.uri}")
             worst = 1
             continue
         if baseline is None:

@@ -251,7 +251,7 @@ def snapshot_from_lake(
     if missing:
         raise FileNotFoundError(
             f"partition {multi_key(model, prompt)} has no {', '.join(missing)} in the lake "
-            f"{getattr(lake, 'uri', None) or lake.root}"
+            f"{lake.uri}"
         )
     keys = dict(model=model, prompt=prompt)
     graph = lake.read_table("graphs", **keys).to_pylist()[0]

@@ -14,7 +14,7 @@ from pydantic import PrivateAttr
 from ct_lake.config import LakehouseConfig, ModelEntry, load_config
 from ct_lake.lake import Lake
 from ct_lake.models import ModelCache
-from ct_lake.paths import TRANSCODER_DIR
+from ct_lake.paths import cached_transcoders
 
 
 class LakehouseResource(dg.ConfigurableResource):
@@ -73,18 +73,8 @@ class EngineResource(dg.ConfigurableResource):
         of its transcoders when ``transcoder_cache`` has run."""
         if self.device is not None:
             entry = entry.model_copy(update={"device": self.device})
-        transcoders = None if lake is None else cached_transcoder_set(lake, entry.name)
+        transcoders = None if lake is None else cached_transcoders(lake, entry.name)
         return self._models.get(entry, transcoders)
-
-
-def cached_transcoder_set(lake: Lake, model: str) -> str | None:
-    """A local folder with the lake's converted copy of ``model``'s transcoders (fetched from
-    object storage when needed), or None before ``transcoder_cache`` has run."""
-    try:
-        folder = lake.local_tree(TRANSCODER_DIR, "set", model=model)
-    except FileNotFoundError:
-        return None
-    return str(folder) if (folder / "config.yaml").exists() else None
 
 
 def lakehouse_resources(

@@ -7,11 +7,11 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.defs.partitions import models_partitions
-from ct_assets.lib.resources import EngineResource, LakehouseResource, cached_transcoder_set
+from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import Result, report, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
 from ct_lake import records
-from ct_lake.paths import TRANSCODER_DIR
+from ct_lake.paths import TRANSCODER_DIR, cached_transcoders
 
 _COMMON = dict(
     partitions_def=models_partitions,
@@ -79,7 +79,7 @@ def transcoder_quality(
             texts = (config.path.parent / entry.eval_texts).read_text().splitlines()
         sample = token_sample_from_texts(model, texts, n_tokens=entry.eval_tokens)
         metrics = evaluate_transcoders(model, sample, batch_size=8, progress=True)
-        evaluated = cached_transcoder_set(lake, model_key) or entry.transcoders
+        evaluated = cached_transcoders(lake, model_key) or entry.transcoders
         with tempfile.TemporaryDirectory() as scratch:
             picture = Path(scratch) / "transcoder_quality.png"
             plot_metrics(metrics, picture, title=f"{entry.transcoders} on {entry.model}")
