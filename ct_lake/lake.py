@@ -62,7 +62,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -947,20 +946,3 @@ def _size(fs, path: str) -> int:
         return fs.get_file_info(path).size or 0
     except OSError:
         return 0
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the body succeeds.
-
-    For local files written outside :class:`~ct_lake.files.LakeFiles` (plots, baselines); a
-    killed writer leaves ``.<name>.<random>.tmp``, removed by :meth:`Lake.sweep`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
