@@ -12,7 +12,7 @@ name               what
 
 ``ReplacementModel.from_pretrained("toy-world", "toy-world-plt")`` loads them offline.
 
-Hub presets (:data:`PRESETS`, circuit-tracer 0.5.0's supported-models table, spec §2.7/§2.9):
+Hub presets (:data:`PRESETS`, circuit-tracer 0.5.0's supported-models table):
 one :class:`Preset` per model + transcoder set, giving the Hugging Face model id, the
 transcoder reference, the architecture, hooks, the backend circuit-tracer needs, the zeroed
 positions and dtype advice. :func:`load_preset` loads one (needs the hub, or local overrides);
@@ -73,7 +73,7 @@ def resolve_transcoders(ref):
 
 # ------------------------------------------------------------------------- zeroed positions
 
-# Gemma-3 instruction-tuned prompts start with ``<bos><start_of_turn>user\n`` (spec §3.4).
+# Gemma-3 instruction-tuned prompts start with ``<bos><start_of_turn>user\n``.
 GEMMA3_IT_PREFIX: tuple[int, ...] = (2, 105, 2364, 107)
 
 
@@ -200,7 +200,7 @@ def _gemma2() -> list[Preset]:
         feature_output_hook="hook_mlp_out",
         activation="jump_relu",
         skip=False,
-        notes="CLT hooks inferred from third-party readers of the repo (spec §2.7)",
+        notes="CLT hooks inferred from third-party readers of the repo",
     )
     return [
         Preset(
@@ -270,7 +270,7 @@ def _llama() -> list[Preset]:
             activation="jump_relu",
             skip=False,
             d_transcoder=32768,
-            notes="CLT hooks inferred from third-party readers of the repo (spec §2.7)",
+            notes="CLT hooks inferred from third-party readers of the repo",
             **common,
         ),
     ]
@@ -305,8 +305,8 @@ def _qwen3() -> list[Preset]:
             dtype_note=_DTYPE_NOTE,
             n_layers=n_layers,
             d_model=d_model,
-            notes="hooks implied by circuit-tracer's NNsight mapping for Qwen3 (spec §2.9); "
-            "Qwen3 has no BOS: pad/eos is prepended (spec §12.10)",
+            notes="hooks implied by circuit-tracer's NNsight mapping for Qwen3; "
+            "Qwen3 has no BOS: pad/eos is prepended",
         )
         for size, (suffix, n_layers, d_model) in _QWEN3.items()
     ]
@@ -333,7 +333,7 @@ def _gpt_oss() -> list[Preset]:
             d_model=2880,
             d_transcoder=131072,
             notes="not supported by TransformerLens' HookedTransformer: circuit-tracer uses "
-            "NNsight; CLT hooks inferred (spec §2.7)",
+            "NNsight; CLT hooks inferred",
         )
     ]
 

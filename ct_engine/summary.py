@@ -27,7 +27,7 @@ class TopFeature:
 
 
 def top_features(graph: Graph, n: int = 10) -> list[TopFeature]:
-    """The ``n`` selected features with the largest node influence (spec §5)."""
+    """The ``n`` selected features with the largest node influence."""
     influence = compute_node_influence(graph.adjacency_matrix, target_weights(graph))
     scores = influence[: graph.n_features].double().cpu()
     order = torch.argsort(scores, descending=True, stable=True)[:n]

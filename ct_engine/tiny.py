@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 FAMILIES = ("llama", "gemma2", "qwen3")
 
-# Input/output hooks of the real transcoder releases for each family (spec §2.7, §2.9).
+# Input/output hooks of the real transcoder releases for each family.
 FAMILY_HOOKS = {
     "llama": ("hook_resid_mid", "mlp.hook_out"),
     "gemma2": ("ln2.hook_normalized", "hook_mlp_out"),

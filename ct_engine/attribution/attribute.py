@@ -1,4 +1,4 @@
-"""``attribute``: build the attribution graph of a prompt (spec §4).
+"""``attribute``: build the attribution graph of a prompt.
 
 Phases, each timed into ``Graph.timings``:
 
@@ -206,10 +206,10 @@ def _all_rows(model, ctx, targets, batch_size, verbose, timings) -> torch.Tensor
 
 
 def _greedy_rows(model, ctx, targets, batch_size, n_rows, update_interval, verbose, timings):
-    """Rows for at most ``n_rows`` features, chosen greedily by partial influence (§4.7).
+    """Rows for at most ``n_rows`` features, chosen greedily by partial influence.
 
     Returns ``(adjacency (N, N), selected (S,))``: rows of features that were not chosen
-    are absent and their columns are dropped (spec §4.5, phase 5).
+    are absent and their columns are dropped.
     """
     K, n_act, n_src = len(targets), ctx.n_features, ctx.row_size
     comps = ctx.components

@@ -1,4 +1,4 @@
-"""Phase 0 of attribution: everything computed once from a clean forward pass (spec §3.5)."""
+"""Phase 0 of attribution: everything computed once from a clean forward pass."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Memory estimate of an ``attribute`` run, before it runs (spec §9, "GPU/CPU memory").
+"""Memory estimate of an ``attribute`` run, before it runs.
 
 What an attribution run holds, by phase (``B`` = effective batch, ``T`` = tokens, ``L`` layers,
 ``D = d_model``, ``s`` = bytes per element of the model dtype):

@@ -1,4 +1,4 @@
-"""The finite-difference oracle (spec §11.1): every edge equals an effect in the frozen model.
+"""The finite-difference oracle: every edge equals an effect in the frozen model.
 
 Freeze the model completely (attention patterns, norm scales and MLP outputs pinned to their
 clean values; only the transcoder skip path still propagates). The model is then linear in the

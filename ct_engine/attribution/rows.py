@@ -1,4 +1,4 @@
-"""One backward pass, ``B`` rows of the adjacency matrix (spec §4.6).
+"""One backward pass, ``B`` rows of the adjacency matrix.
 
 The frozen forward holds ``B`` identical copies of the prompt. Copy ``b`` carries one target:
 its readout vector is the seed gradient at the target's readout site (a feature's input hook,

@@ -1,4 +1,4 @@
-"""Attribution targets: which output directions a graph explains (spec §4.4).
+"""Attribution targets: which output directions a graph explains.
 
 Four forms are accepted by :func:`ct_engine.attribute`:
 

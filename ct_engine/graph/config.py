@@ -1,4 +1,4 @@
-"""Model metadata and logit targets stored with a graph (spec §4.4, §4.8).
+"""Model metadata and logit targets stored with a graph.
 
 :class:`ModelConfig` has the fields of circuit-tracer's ``UnifiedConfig``; :class:`LogitTarget`
 those of its ``LogitTarget``. Both are plain values, safe to store as JSON.

@@ -1,4 +1,4 @@
-"""Graph files for viewers: circuit-tracer / Neuronpedia JSON (spec §6.1, §6.2).
+"""Graph files for viewers: circuit-tracer / Neuronpedia JSON.
 
 ``create_graph_files`` prunes a graph and writes ``<slug>.json`` (``metadata``, ``qParams``,
 ``nodes``, ``links``) plus an upserted entry in ``graph-metadata.json``. Node ids:

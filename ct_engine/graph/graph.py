@@ -1,4 +1,4 @@
-"""The attribution graph object (spec §4.2, §4.3, §4.8).
+"""The attribution graph object.
 
 Node layout (``S`` selected features, ``L`` layers, ``T`` positions, ``K`` logit targets)::
 

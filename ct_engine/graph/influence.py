@@ -1,4 +1,4 @@
-"""Influence of nodes and edges on the logit targets (spec §4.7, §5).
+"""Influence of nodes and edges on the logit targets.
 
 With ``Â`` the row-normalised ``|A|`` (each node's incoming absolute attribution sums to 1) and
 ``w (N,)`` the target weights (zero except ``w[-K:] = logit_probabilities``), the influence of
@@ -91,7 +91,7 @@ def compute_partial_influences(
     row_to_node_index: torch.Tensor,
     max_iter: int = 128,
 ) -> torch.Tensor:
-    """Influence through the rows computed so far, for greedy feature ranking (spec §4.7).
+    """Influence through the rows computed so far, for greedy feature ranking.
 
     Each computed row ``r`` belongs to node ``row_to_node_index[r]``; influence starts at the
     logit columns with the target weights and flows from each computed row's node to its

@@ -1,4 +1,4 @@
-"""Graph pruning by influence (spec §5), on sparse edge lists.
+"""Graph pruning by influence, on sparse edge lists.
 
 ``prune_graph`` keeps the nodes that carry ``node_threshold`` of the total node influence
 (tokens and logits always), then the edges that carry ``edge_threshold`` of the total edge
@@ -141,7 +141,7 @@ def find_threshold(scores: torch.Tensor, threshold: float) -> torch.Tensor:
 def prune_graph(
     graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.98
 ) -> PruneResult:
-    """Prune ``graph`` by node and edge influence (spec §5; module docstring).
+    """Prune ``graph`` by node and edge influence.
 
     Args:
         graph: the graph (dense or sparse adjacency).

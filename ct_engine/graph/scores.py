@@ -1,4 +1,4 @@
-"""Replacement and completeness scores of a graph (spec §5, ``compute_graph_scores``)."""
+"""Replacement and completeness scores of a graph."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[
     (its effects on other nodes) is added to that error node's column and its row (its inputs)
     is dropped. Error, token and logit nodes stay. The scores are then those of
     :func:`compute_graph_scores` on that graph, so they fall as pruning moves mass into errors
-    (the pruned-graph scores of EleutherAI's attribute, ``metrics.md`` §3.4).
+    (as EleutherAI's attribute scores pruned graphs).
 
     Args:
         graph: the unpruned graph.

@@ -1,4 +1,4 @@
-"""Feature activations, interventions and generation under interventions (spec §3.8, §7)."""
+"""Feature activations, interventions and generation under interventions."""
 
 from ct_engine.interventions.generate import feature_intervention_generate
 from ct_engine.interventions.intervene import feature_intervention, get_activations

@@ -1,4 +1,4 @@
-"""Text generation under feature interventions (spec §7.2).
+"""Text generation under feature interventions.
 
 The first step runs the whole prompt with every intervention and with the freezing of
 :func:`~ct_engine.interventions.feature_intervention`. Later steps add one token each; only

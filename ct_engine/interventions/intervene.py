@@ -1,4 +1,4 @@
-"""Feature activations and feature interventions (spec §3.8, §7.1).
+"""Feature activations and feature interventions.
 
 Shapes: ``L`` layers, ``T`` positions, ``F`` features per layer, ``D`` d_model, ``V`` vocabulary.
 
@@ -14,7 +14,7 @@ Which "current activation":
 * ``constrained_layers`` given: the clean run's. MLP outputs of those layers are pinned to their
   clean values (the linear skip path stays live), attention patterns are pinned, and when the
   range covers every layer all norm scales are pinned too. The model is then the linearized
-  replacement model, and changes are exactly the attribution graph's edges (spec §11).
+  replacement model, and changes are exactly the attribution graph's edges.
 * otherwise: the activation computed in the same, already-intervened forward pass, so effects
   of earlier-layer interventions propagate. ``freeze_attention`` pins attention patterns.
 
@@ -22,7 +22,7 @@ Freezing happens only when the intervention list is non-empty (as in circuit-tra
 
 Unlike circuit-tracer, intervention inputs are tokenized exactly as for attribution
 (:meth:`~ct_engine.ReplacementModel.ensure_tokenized`), so positions always match a graph's
-positions, also for tokenizers without a BOS token (spec §12.10).
+positions, also for tokenizers without a BOS token.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class InterventionPatch(Patch):
         self.clean_acts = clean_acts
 
     def feature_output(self, layer: int, y: torch.Tensor) -> torch.Tensor:
-        # Order at each output hook: freeze, compute this layer's deltas, apply (spec §7.1).
+        # Order at each output hook: freeze, compute this layer's deltas, apply.
         if layer in self.plan:
             self._add_decoder_deltas(layer, self.plan[layer])
         return super().feature_output(layer, y)

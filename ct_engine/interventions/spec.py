@@ -1,7 +1,7 @@
 """Intervention specifications: ``(layer, pos, feature, value)`` tuples, checked and resolved.
 
 An intervention sets transcoder features to **absolute** (post-activation) values, as in
-circuit-tracer (spec §7.1). ``pos`` and ``feature`` index the ``(T, F)`` activation grid of
+circuit-tracer. ``pos`` and ``feature`` index the ``(T, F)`` activation grid of
 ``layer`` the way NumPy/PyTorch indexing would:
 
 * ``pos`` an int (negative counts from the end), a 1-D integer tensor or list, or a ``slice``;
@@ -10,7 +10,7 @@ circuit-tracer (spec §7.1). ``pos`` and ``feature`` index the ``(T, F)`` activa
 
 A slice with a tensor of features selects the grid ``positions × features``; two tensors are
 paired element-wise. A slice whose ``stop`` is ``None`` (for example ``slice(6, None)``) is
-**open-ended**: during generation it also covers every new token (spec §7.2).
+**open-ended**: during generation it also covers every new token.
 
 Several entries for the same ``(layer, pos, feature)``: the last one wins.
 """

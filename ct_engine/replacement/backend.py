@@ -5,7 +5,7 @@ A backend wraps a Hugging Face causal LM and exposes three kinds of forward pass
 * a **clean run** (no gradients) that records, per layer, the transcoder input ``x_l`` and the
   MLP output ``y_l`` at the transcoder's hooks, plus the embeddings and the logits;
 * a **frozen run** on a batch of identical prompts that builds the autograd graph of the
-  *local replacement model* (spec §3.6): attention patterns and every norm scale detached,
+  *local replacement model*: attention patterns and every norm scale detached,
   MLP outputs detached except for the transcoder's linear skip path. In that graph every
   target readout is a linear function of the node vectors;
 * an **edited run** (no gradients) that calls a

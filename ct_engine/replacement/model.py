@@ -1,7 +1,7 @@
 """``ReplacementModel``: a language model whose MLPs are explained by transcoders.
 
 The forward pass is the real model's, unchanged. What the replacement adds is a linearization
-(spec §3.6) used by attribution and interventions, plus the transcoders themselves. The heavy
+used by attribution and interventions, plus the transcoders themselves. The heavy
 lifting is done by a backend (:mod:`ct_engine.replacement.transformerlens`); this class holds
 what is common: tokenization, the zeroed positions, the config and validation.
 """
@@ -248,7 +248,7 @@ class ReplacementModel:
 
         Strings are tokenized without special tokens. When the first token is not special,
         the first defined id among BOS, PAD, EOS and the other special ids is prepended (an
-        id of 0 counts: circuit-tracer skips it, spec §12.10).
+        id of 0 counts: circuit-tracer skips it).
 
         Raises:
             ValueError: empty prompt, a non-1-D tensor, ids outside the vocabulary, or a

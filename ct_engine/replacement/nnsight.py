@@ -2,7 +2,7 @@
 
 The model is loaded with ``attn_implementation="eager"`` (attention probabilities must exist as
 a tensor) and wrapped in :class:`nnsight.NNsight`. Every site the replacement model needs is an
-nnsight location (:mod:`ct_engine.replacement.nnsight_mapping`, spec §2.9):
+nnsight location (:mod:`ct_engine.replacement.nnsight_mapping`):
 
 * stop-gradients: the output of ``nn.functional.dropout`` on the attention probabilities inside
   the eager attention function (reached with a recursive ``.source``), and the output of the
@@ -10,7 +10,7 @@ nnsight location (:mod:`ct_engine.replacement.nnsight_mapping`, spec §2.9):
   replaced by its ``.detach()``;
 * the transcoder input ``x_l`` (a module's ``.input``/``.output`` or an operation inside the
   norm) and the MLP output ``y_l``, replaced by ``skip(x_l) + (y_l - skip(x_l)).detach()`` so
-  that gradients reach earlier layers only through the linear skip path (spec §3.2, item 5);
+  that gradients reach earlier layers only through the linear skip path;
 * the embedding module's output, re-created as a leaf (in Transformers 5 Gemma's scaled
   embedding applies √D inside the module, so this is what enters the residual stream and the
   token vectors match the gradient site), and the final-norm output, where the frozen forward
@@ -77,7 +77,7 @@ class NNsightBackend(CleanRunMixin):
         self.input_hooks = [_layer(i, in_loc) for i in range(L)]
         self.output_hooks = [_layer(i, out_loc) for i in range(L)]
         self._flat_output = transcoders.feature_output_hook in self.mapping.flat_mlp_output
-        # Stop-gradient sites (spec §3.2): attention probabilities and every norm scale.
+        # Stop-gradient sites: attention probabilities and every norm scale.
         self.attention_hooks = [
             _layer(i, loc)
             for i in range(L)
@@ -128,7 +128,7 @@ class NNsightBackend(CleanRunMixin):
         kwargs = {}
         config = AutoConfig.from_pretrained(name)
         quant = getattr(config, "quantization_config", None)
-        if quant is not None:  # GPT-OSS ships MXFP4 weights: dequantize them (spec §3.3)
+        if quant is not None:  # GPT-OSS ships MXFP4 weights: dequantize them
             method = quant.get("quant_method") if isinstance(quant, dict) else quant.quant_method
             if str(method) == "mxfp4":
                 from transformers import Mxfp4Config

@@ -1,6 +1,6 @@
 """Where each TransformerLens hook point lives in a Hugging Face model, for the nnsight backend.
 
-circuit-tracer's NNsight backend (spec §2.9) names its sites as nnsight locations: a module's
+circuit-tracer's NNsight backend names its sites as nnsight locations: a module's
 ``.input`` or ``.output``, or an operation inside a module's ``forward`` reached through
 ``.source`` (``…source.torch_rsqrt_0.output`` is the output of the first ``torch.rsqrt`` call;
 ``…attention_interface_1.source.nn_functional_dropout_0`` drills into the eager attention
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # The eager attention function's probabilities after dropout (identity in eval): the
-# attention-pattern freeze point (spec §2.9). The attention module calls the interface it looks
+# attention-pattern freeze point. The attention module calls the interface it looks
 # up as its second ``attention_interface`` operation (the first is the assignment).
 _PATTERN = "self_attn.source.attention_interface_1.source.nn_functional_dropout_0.output"
 
@@ -138,7 +138,7 @@ MAPPINGS: dict[str, FamilyMapping] = {
         ),
         # The multimodal Gemma-3 checkpoints (4B, 12B, 27B): the same text model under
         # ``model.language_model`` (its embedding applies √D itself), ``lm_head`` at the top
-        # (spec §2.9). Only text prompts are traced; the vision tower never runs.
+        #. Only text prompts are traced; the vision tower never runs.
         FamilyMapping(
             "Gemma3ForConditionalGeneration",
             _gemma_sites(qk_norms=True),

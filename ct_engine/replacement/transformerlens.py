@@ -9,7 +9,7 @@ everything the replacement model needs:
   then rebuilds the norm output from the detached scale);
 * the transcoder input ``x_l`` (cached) and the MLP output ``y_l`` at the transcoder's hooks,
   replaced by ``skip(x_l) + (y_l - skip(x_l)).detach()`` so that gradients reach earlier layers
-  only through the linear skip path (spec §3.2, item 5);
+  only through the linear skip path;
 * the embedding output, re-created as a leaf so the graph exists although no parameter
   requires grad, and the final-norm output, where the forward stops (logit targets are read
   before the unembedding, so Gemma-2's softcap never enters the gradient).
@@ -76,7 +76,7 @@ class TransformerLensBackend(CleanRunMixin):
                     f"the transcoders use hook {name.split('.', 2)[2]!r}, which this model "
                     f"({cfg.original_architecture}) does not have"
                 )
-        # Stop-gradient sites (spec §3.2): attention probabilities and every norm scale.
+        # Stop-gradient sites: attention probabilities and every norm scale.
         self.attention_hooks = [attention_pattern_hook(i) for i in range(self.n_layers)]
         self.norm_scale_hooks = [
             norm_scale_hook(i, norm)

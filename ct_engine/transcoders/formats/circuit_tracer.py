@@ -8,7 +8,7 @@ Cross-layer (CLT): ``W_enc_{i}.safetensors`` with ``W_enc_{i} (F, D)``, ``b_enc_
 ``b_dec_{i} (D,)``, optional ``threshold_{i} (F,)`` and, our extension, ``W_skip_{i} (D, D)``;
 ``W_dec_{i}.safetensors`` with ``W_dec_{i} (F, L − i, D)``.
 
-Our writer differs from circuit-tracer's in two ways (its bugs, spec §12 items 3 and 5):
+Our writer differs from circuit-tracer's in two ways (its bugs):
 CLT skip weights are written (``W_skip_{i}``) and TopK ``k`` is kept in the config.
 """
 

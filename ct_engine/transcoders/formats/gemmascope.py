@@ -11,7 +11,7 @@ These files are listed one per layer in a config's ``transcoders:`` list. Encode
 * GemmaScope-2 CLT: file ``i`` holds ``w_enc (D, F)``, ``w_dec (F, L, D)`` (only ``[:, i:, :]``
   is kept: writes to earlier layers are discarded), ``b_enc``, ``b_dec``, ``threshold``,
   optional ``affine_skip_connection`` stacked as is (the CLT applies ``x @ W_skip[j]``).
-  Every listed layer is stacked (circuit-tracer drops the last one, spec §12 item 4).
+  Every listed layer is stacked (circuit-tracer drops the last one).
 
 Unlike circuit-tracer, GemmaScope-2 files can be loaded lazily: a lazy encoder is read whole
 and transposed, lazy decoder rows are sliced straight from ``w_dec``.

@@ -1,4 +1,4 @@
-"""Offloading and lazy transcoder loading do not change the graph (spec §11, test_offload).
+"""Offloading and lazy transcoder loading do not change the graph.
 
 Runs on CUDA when available (where offloading really moves the transcoders), else on CPU,
 where ``offload`` is a no-op; the move-and-restore logic itself is checked with a stub.

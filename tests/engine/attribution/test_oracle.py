@@ -1,4 +1,4 @@
-"""The finite-difference oracle (spec §11.1) on tiny Gemma-2 and Llama models.
+"""The finite-difference oracle on tiny Gemma-2 and Llama models.
 
 Under full freezing the model is linear, so adding a source's vector once more (doubling an
 error, a token embedding, or a feature's activation) must change every selected feature's

@@ -1,6 +1,6 @@
 """Attribution in bf16 and fp16 against fp32 on tiny models (PLT and CLT, Llama and Gemma-2).
 
-Rows are computed in the model dtype and stored as float32 (spec §4.6), so low precision
+Rows are computed in the model dtype and stored as float32, so low precision
 changes which features cross their thresholds and perturbs every edge. What is checked:
 
 * active features: Jaccard overlap of the (layer, position, feature) sets;

@@ -1,4 +1,4 @@
-"""The four target forms (spec §4.4) agree with each other and with the frozen model."""
+"""The four target forms agree with each other and with the frozen model."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Each family's replica loads as a ReplacementModel through its preset, attributes, and every
-checked edge equals the frozen model's finite-difference effect (spec §11.1).
+checked edge equals the frozen model's finite-difference effect.
 
 Every replica runs on both backends: TransformerLens (``TransformerBridge`` boots all five
 architectures, GPT-OSS and Gemma-3 included) and nnsight, except the multimodal
@@ -39,7 +39,7 @@ FAMILY_PRESETS = [
     "gemma-3-4b-pt",  # multimodal Gemma3ForConditionalGeneration, text-only prompt
 ]
 # The TransformerLens backend cannot boot the multimodal Gemma-3 class (its config keeps the
-# text model's facts in text_config); circuit-tracer runs it on NNsight only (spec §2.9).
+# text model's facts in text_config); circuit-tracer runs it on NNsight only.
 NNSIGHT_ONLY = {"gemma-3-4b-pt"}
 
 

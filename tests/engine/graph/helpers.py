@@ -56,7 +56,7 @@ def graph_from_adjacency(
 
 
 def twelve_node_adjacency(value: float = 10.0) -> torch.Tensor:
-    """circuit-tracer's ``test_small_graph`` fixture (spec §5, §11).
+    """circuit-tracer's ``test_small_graph`` fixture.
 
     Nodes: features 0-4, errors 5-8 (L = 2, T = 2), tokens 9-10, logit 11. Edges (all of
     weight ``value``): 11 ← {1, 3, 6, 8}; 3 ← {0, 1, 6}; 1 ← {9, 10}; 0 ← 9.

@@ -1,4 +1,4 @@
-"""Viewer graph files in the circuit-tracer / Neuronpedia schema (spec §6.2)."""
+"""Viewer graph files in the circuit-tracer / Neuronpedia schema."""
 
 from __future__ import annotations
 

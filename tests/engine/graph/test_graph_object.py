@@ -1,4 +1,4 @@
-"""The Graph object: node layout, lookup helpers, layouts and validation (spec §4.2, §4.8)."""
+"""The Graph object: node layout, lookup helpers, layouts and validation."""
 
 from __future__ import annotations
 

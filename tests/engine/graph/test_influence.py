@@ -1,4 +1,4 @@
-"""Node and edge influence (spec §5) and partial influence (spec §4.7)."""
+"""Node and edge influence and partial influence."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_compute_influence_raises_on_a_cycle():
 
 
 def _partial_reference(rows, weights, row_nodes, n_total):
-    """Spec §4.7 literally: dense normalised rows, propagate prod[row_nodes] @ Â."""
+    """The definition literally: dense normalised rows, propagate prod[row_nodes] @ Â."""
     norm = rows.abs() / rows.abs().sum(1, keepdim=True).clamp(min=1e-8)
     prod = torch.zeros(n_total, dtype=rows.dtype)
     prod[-len(weights) :] = weights

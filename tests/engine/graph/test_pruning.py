@@ -1,4 +1,4 @@
-"""Pruning (spec §5): thresholds, invariants, the edge mask and corner cases."""
+"""Pruning: thresholds, invariants, the edge mask and corner cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Replacement and completeness scores (spec §5)."""
+"""Replacement and completeness scores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generation under interventions (spec §7.2)."""
+"""Generation under interventions."""
 
 from __future__ import annotations
 

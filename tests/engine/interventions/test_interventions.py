@@ -1,4 +1,4 @@
-"""Feature interventions (spec §7.1) on tiny models.
+"""Feature interventions on tiny models.
 
 The central check is the oracle through the public API: with every layer constrained, setting
 a feature to twice its pre-activation changes each selected feature's pre-activation and each

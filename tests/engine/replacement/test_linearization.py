@@ -1,4 +1,4 @@
-"""The frozen model is linear (spec §11.2): its Hessian vanishes.
+"""The frozen model is linear: its Hessian vanishes.
 
 The readout (the top logit's demeaned direction at the last position) is differentiated twice
 with respect to the embedding output and every MLP output of the frozen forward. A missing

@@ -2,10 +2,10 @@
 
 Tiny Llama, Gemma-2 and Qwen-3 models with random transcoders (``tests/engine/conftest.py``):
 
-* parity with TransformerLens (spec §11.2, ``test_transformerlens_nnsight_same_*``): logits,
+* parity with TransformerLens: logits,
   transcoder activations, error vectors, and the attribution graph's active and selected
   features and adjacency, for a per-layer and a cross-layer transcoder;
-* the finite-difference oracle (spec §11.1) through the nnsight backend's ``edited_run``;
+* the finite-difference oracle through the nnsight backend's ``edited_run``;
 * feature interventions (constrained and not) and generation give TransformerLens's logits;
 * the nnsight frozen run is linear (zero Hessian), and is not without its stop-gradients;
 * Gemma-3 and GPT-OSS, which only this backend maps: tiny random models built here pass the
@@ -270,7 +270,7 @@ def test_gemma3_and_gpt_oss(extra_family_model, family, hooks, kind, monkeypatch
         expected = plain(tokens[None]).logits[0]
     torch.testing.assert_close(model.impl.clean_run(tokens).logits, expected)
     # Token columns pass the oracle: Gemma-3's √D (inside its embedding module) is in the
-    # token vectors exactly as in the gradient site (spec §3.3's circuit-tracer bug).
+    # token vectors exactly as in the gradient site.
     graph = attribute(PROMPT, model, batch_size=32)
     assert_oracle(model, graph, n_features=20)
     assert _second_derivatives(model, n_samples=10) < 1e-5

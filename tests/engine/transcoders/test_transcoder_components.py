@@ -195,7 +195,7 @@ def test_decoder_vector_shapes(ct_folder):
 
 
 def test_clt_last_position_without_active_features(ct_folder):
-    """[suspected bug, spec §12.17] circuit-tracer sizes the CLT reconstruction by the last
+    """[suspected bug] circuit-tracer sizes the CLT reconstruction by the last
     active position + 1; ours is sized by T, also when the last positions have no feature."""
     tc = load_transcoders(ct_folder(kind="clt", skip=True), lazy_decoder=False)
     tc.b_enc.data.fill_(-0.5)  # x = 0 ⇒ z = −0.5 ⇒ nothing active

@@ -82,7 +82,7 @@ def test_circuit_tracer_plt_round_trip(ct_folder, tmp_path, activation, skip):
 
 
 def test_topk_k_survives_caching(ct_folder, tmp_path):
-    """[suspected bug, spec §12.5] circuit-tracer re-saves a TopK set without k and it reloads
+    """[suspected bug] circuit-tracer re-saves a TopK set without k and it reloads
     as ReLU; our cache keeps `activation: topk` and `k`."""
     folder = ct_folder(activation="topk", k=5, skip=True)
     tc = load_transcoders(folder)
@@ -122,7 +122,7 @@ def test_circuit_tracer_clt_round_trip(ct_folder, tmp_path, activation, skip):
 
 
 def test_clt_skip_survives_caching(ct_folder, tmp_path):
-    """[suspected bug, spec §12.3] circuit-tracer's CLT format neither reads nor writes a skip,
+    """[suspected bug] circuit-tracer's CLT format neither reads nor writes a skip,
     so caching an affine CLT silently drops it; ours stores `W_skip_{i}` and reloads it."""
     folder = ct_folder(kind="clt", skip=True)
     tc = load_transcoders(folder)
@@ -175,7 +175,7 @@ def test_gemmascope2_plt_affine_skip(gemmascope2_plt_folder, tmp_path, lazy):
 
 @pytest.mark.parametrize("lazy", [False, True])
 def test_gemmascope2_clt_all_layers_and_affine_skip(gemmascope2_clt_folder, tmp_path, lazy):
-    """[suspected bug, spec §12.4] circuit-tracer stacks range(max(keys)) and loses the last
+    """[suspected bug] circuit-tracer stacks range(max(keys)) and loses the last
     layer; every listed layer is loaded here. The affine skip is stacked untransposed."""
     folder, raw = gemmascope2_clt_folder(n_layers=4, skip=True)
     tc = load_transcoders(folder, lazy_encoder=lazy, lazy_decoder=lazy, n_layers=4)
