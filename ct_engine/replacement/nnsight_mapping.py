@@ -138,7 +138,7 @@ MAPPINGS: dict[str, FamilyMapping] = {
         ),
         # The multimodal Gemma-3 checkpoints (4B, 12B, 27B): the same text model under
         # ``model.language_model`` (its embedding applies √D itself), ``lm_head`` at the top
-        #. Only text prompts are traced; the vision tower never runs.
+        # . Only text prompts are traced; the vision tower never runs.
         FamilyMapping(
             "Gemma3ForConditionalGeneration",
             _gemma_sites(qk_norms=True),
