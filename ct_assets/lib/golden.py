@@ -17,8 +17,8 @@ only on purpose (``ct baseline update``) so that every change is reviewed in git
 
 :func:`compare` measures a current graph against its baseline (graph agreement:
 features, edges, top target, scores) and grades each measure. The engine is deterministic on
-CPU (same code, model, transcoders, config, torch build and thread count give the same graph bit for bit), so any
-drift means a code, model, transcoder or configuration change. The *pass* bands allow only
+CPU (same code, model, transcoders, config, torch build and thread count give the same graph
+bit for bit), so any drift means a code, model, transcoder or configuration change. The *pass* bands allow only
 floating-point noise (another BLAS, thread count or a GPU); *warn* is a small drift worth a
 look; *error* is a different graph.
 
