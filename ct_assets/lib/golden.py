@@ -15,12 +15,12 @@ the graph read from the lake (:func:`snapshot_from_lake`) holding the feature no
 the feature set), the top target with its probability and the graph scores. Baselines change
 only on purpose (``ct baseline update``) so that every change is reviewed in git.
 
-:func:`compare` measures a current graph against its baseline (graph agreement:
-features, edges, top target, scores) and grades each measure. The engine is deterministic on
-CPU (same code, model, transcoders, config, torch build and thread count give the same graph
-bit for bit), so any drift means a code, model, transcoder or configuration change. The *pass* bands allow only
-floating-point noise (another BLAS, thread count or a GPU); *warn* is a small drift worth a
-look; *error* is a different graph.
+:func:`compare` measures a current graph against its baseline (graph agreement: features,
+edges, top target, scores) and grades each measure. The engine is deterministic on CPU (same
+code, model, transcoders, config, torch build and thread count give the same graph bit for
+bit), so any drift means a code, model, transcoder or configuration change. The *pass* bands
+allow only floating-point noise (another BLAS, thread count or a GPU); *warn* is a small drift
+worth a look; *error* is a different graph.
 
 =============================  ==========  ===================  ===========
 measure                        pass        warn                 error
