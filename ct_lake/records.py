@@ -14,15 +14,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import torch
 
-from ct_engine.graph import Graph, compute_node_influence, target_weights
 from ct_lake.paths import GRAPH_FILE, GRAPHS, PLOTS, TRANSCODER_DIR
 from ct_lake.tables import table
+
+if TYPE_CHECKING:  # the engine (and torch) load only when a graph is converted
+    import torch
+
+    from ct_engine.graph import Graph
 
 Rows = Sequence[Mapping[str, Any]] | pa.Table
 
@@ -100,6 +103,8 @@ def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
 
 def node_influence(graph: Graph) -> torch.Tensor:
     """``(N,)`` float64 influence of every node on the weighted targets."""
+    from ct_engine.graph import compute_node_influence, target_weights
+
     weights = target_weights(graph)
     return compute_node_influence(graph.adjacency_matrix.double(), weights).cpu()
 
@@ -158,6 +163,8 @@ def edges_table(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor) ->
 
 
 def logit_targets_rows(graph: Graph) -> list[dict]:
+    import torch
+
     order = torch.argsort(graph.logit_probabilities, descending=True)
     return [
         {
