@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ct_lake.commands._common import add_config_flag
-from ct_lake.commands.lake_info import one_line, open_lake
+from ct_lake.commands._common import add_config_flag, one_line, open_lake, print_aligned
 
 NAME = "history"
 HELP = "the commits of every table (or of TABLE) with their lake versions"
@@ -58,12 +57,5 @@ def run(args: argparse.Namespace) -> int:
         )
         for c in commits
     ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print(
-            "  ".join(
-                v.rjust(w) if i in (0, 3) else v.ljust(w)
-                for i, (v, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
+    print_aligned(header, rows, left={1, 2, 4, 5})
     return 0

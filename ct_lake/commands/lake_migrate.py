@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ct_lake.commands._common import human_bytes, one_line
+
 NAME = "migrate"
 HELP = "convert a lake of the previous format (hive-partitioned Parquet) into a Delta lake"
 DESCRIPTION = (
@@ -34,14 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def run(args: argparse.Namespace) -> int:
     from ct_lake.migrate import migrate
     from ct_lake.storage import LakeError
@@ -53,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
         )
         report = migrate(args.old, args.new, force=args.force, progress=say)
     except (LakeError, ValueError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"ct lake migrate: error: {message}", file=sys.stderr)
+        print(f"ct lake migrate: error: {one_line(err)}", file=sys.stderr)
         return 2
     width = max(len("table"), *(len(t.name) for t in report.tables))
     print(f"{'table':<{width}}  {'partitions':>10}  {'rows':>10}")
@@ -62,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{t.name:<{width}}  {t.partitions:>10}  {t.rows:>10}")
     total_partitions = sum(t.partitions for t in report.tables)
     print(f"{'total':<{width}}  {total_partitions:>10}  {report.rows:>10}")
-    print(f"files: {report.files} ({_size(report.file_bytes)})")
+    print(f"files: {report.files} ({human_bytes(report.file_bytes)})")
     if report.ignored:
         print(f"skipped {len(report.ignored)} lock/temporary files of the old lake's writers")
     for column in report.added_columns:

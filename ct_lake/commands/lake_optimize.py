@@ -12,8 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ct_lake.commands._common import add_config_flag
-from ct_lake.commands.lake_info import human_bytes, one_line, open_lake
+from ct_lake.commands._common import (
+    add_config_flag,
+    human_bytes,
+    one_line,
+    open_lake,
+    print_aligned,
+)
 
 NAME = "optimize"
 HELP = "compact small files, delete files and log entries older than the retention"
@@ -61,14 +66,7 @@ def run(args: argparse.Namespace) -> int:
         )
         for t in report.tables
     ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print(
-            "  ".join(
-                v.ljust(w) if i == 0 else v.rjust(w)
-                for i, (v, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
+    print_aligned(header, rows, left={0})
     print(
         f"retention {args.retention_hours:g} h: {report.total('files_vacuumed')} files "
         f"({human_bytes(report.total('bytes_vacuumed'))}) deleted, "

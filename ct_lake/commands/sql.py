@@ -18,7 +18,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from ct_lake.commands._common import add_config_flag
+from ct_lake.commands._common import add_config_flag, one_line
 
 NAME = "sql"
 HELP = "query the lake with DuckDB SQL over its views (ct sql --views lists them)"
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         limit = args.max_rows or None
         rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit + 1)
     except (duckdb.Error, CatalogError, ValueError, OSError) as err:
-        print(f"ct sql: error: {_one_line(err)}", file=sys.stderr)
+        print(f"ct sql: error: {one_line(err)}", file=sys.stderr)
         return 2
     more = limit is not None and len(rows) > limit
     rows = rows[:limit] if more else rows
@@ -74,11 +74,6 @@ def run(args: argparse.Namespace) -> int:
     if more:
         print(f"(more than {limit} rows; --max-rows 0 prints all)", file=sys.stderr)
     return 0
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def _plain(value):
