@@ -138,6 +138,19 @@ def _tree_files(folder: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def remove_temporaries(folder: Path) -> int:
+    """Delete the ``.*.tmp`` files and folders killed writers left below ``folder``; how many."""
+    removed = 0
+    if folder.is_dir():
+        for path in sorted(folder.rglob(".*.tmp"), reverse=True):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def _atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path next to ``path``, renamed onto it if the body succeeds."""
@@ -375,16 +388,7 @@ class LakeFiles:
         """Remove temporary files and folders left under ``files/`` by killed local writers."""
         if not self.location.is_local:
             return 0
-        folder = self.location.local_path / FILES
-        removed = 0
-        if folder.is_dir():
-            for path in sorted(folder.rglob(".*.tmp"), reverse=True):
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        return remove_temporaries(self.location.local_path / FILES)
 
     # -- S3 helpers -------------------------------------------------------------------------
 

@@ -61,7 +61,6 @@ import math
 import os
 import random
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -73,7 +72,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ct_lake.files import LakeFiles
+from ct_lake.files import LakeFiles, remove_temporaries
 from ct_lake.keys import check_model_key, check_prompt_key
 from ct_lake.storage import LakeError, Location
 from ct_lake.tables import TABLES, TableSpec, table
@@ -253,12 +252,6 @@ class Lake(LakeFiles):
     def table_uri(self, name: str) -> str:
         """``<lake>/<table>``: where the Delta table ``name`` lives."""
         return self.location.child(table(name).name).uri
-
-    def partition_dir(self, spec: TableSpec | str, **keys: str) -> Path:
-        """``<lake>/<table>/k1=v1/k2=v2``: the local folder of one partition's data files."""
-        spec = table(spec) if isinstance(spec, str) else spec
-        values = self._values(spec, keys)
-        return self.root.joinpath(spec.name, *_partition_parts(spec, values))
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -665,16 +658,9 @@ class Lake(LakeFiles):
 
         Data files of killed table writers are unlisted, hence invisible; :meth:`optimize`
         deletes them once they are older than its retention."""
-        if not self.location.is_local or not self.root.exists():
+        if not self.location.is_local:
             return 0
-        removed = 0
-        for tmp in sorted(self.root.rglob(".*.tmp"), reverse=True):
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
-            removed += 1
-        return removed
+        return remove_temporaries(self.root)
 
     # -- internals --------------------------------------------------------------------------
 
