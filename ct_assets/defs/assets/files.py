@@ -62,9 +62,12 @@ def graph_files(
     from ct_engine.presets import resolve_model
 
     results = []
+    tokenizers: dict[str, object] = {}  # a range run covers many prompts of one model
     for p in graph_partitions(context, lakehouse):
         graph = read_graph(p.lake, p.keys)
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model(p.entry.model))
+        if p.entry.model not in tokenizers:
+            tokenizers[p.entry.model] = AutoTokenizer.from_pretrained(resolve_model(p.entry.model))
+        tokenizer = tokenizers[p.entry.model]
         slug = graph_slug(p.keys["model"], p.keys["prompt"])
         document = graph_document(
             graph,
