@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ct_assets.defs.partitions import models_partitions, per_model
+from ct_assets.lib.profiles import CPU_QUEUE, step_tags
 from ct_assets.lib.resources import LakehouseResource
 from ct_assets.lib.steps import Result, report, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
@@ -29,6 +30,7 @@ ORDER BY n_graphs DESC, max_influence DESC, n.layer, n.feature
 @dg.asset(
     partitions_def=models_partitions,
     group_name="census",
+    op_tags=step_tags(CPU_QUEUE),
     kinds={"duckdb", "parquet"},
     deps=[dg.AssetDep("attribution_graph", partition_mapping=per_model)],
     check_specs=[tracking_check_spec("feature_census")],

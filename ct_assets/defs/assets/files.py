@@ -8,6 +8,7 @@ import dagster as dg
 
 from ct_assets.defs.partitions import model_prompt_partitions
 from ct_assets.lib.context import graph_partitions, read_graph
+from ct_assets.lib.profiles import CPU_QUEUE, step_tags
 from ct_assets.lib.resources import LakehouseResource
 from ct_assets.lib.steps import Result, report, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
@@ -46,6 +47,7 @@ def upsert_index(lake, model: str, entry: dict) -> None:
     partitions_def=model_prompt_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="graphs",
+    op_tags=step_tags(CPU_QUEUE),
     kinds={"json"},
     deps=["attribution_graph"],
     check_specs=[tracking_check_spec("graph_files")],

@@ -17,6 +17,7 @@ import torch
 from ct_assets.defs.partitions import model_prompt_partitions, per_model
 from ct_assets.lib.context import graph_partitions, read_graph
 from ct_assets.lib.plots import plot_pruned_graph
+from ct_assets.lib.profiles import CPU_QUEUE, GPU_QUEUE, step_tags
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import CODE_VERSION, Result, report, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
@@ -40,6 +41,7 @@ def _peak_memory_mb() -> float:
 @dg.asset(
     **_COMMON,
     pool="gpu",
+    op_tags=step_tags(GPU_QUEUE),
     kinds={"pytorch", "parquet"},
     deps=[dg.AssetDep("transcoder_cache", partition_mapping=per_model)],
     check_specs=[tracking_check_spec("attribution_graph")],
@@ -99,6 +101,7 @@ def attribution_graph(
 
 @dg.asset(
     **_COMMON,
+    op_tags=step_tags(CPU_QUEUE),
     kinds={"pytorch", "parquet"},
     deps=["attribution_graph"],
     check_specs=[tracking_check_spec("pruned_graph")],
@@ -153,6 +156,7 @@ def _golden_drift(p) -> tuple:
 
 @dg.asset(
     **_COMMON,
+    op_tags=step_tags(CPU_QUEUE),
     kinds={"pytorch", "parquet"},
     deps=["pruned_graph"],
     check_specs=[

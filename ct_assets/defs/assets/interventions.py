@@ -7,6 +7,7 @@ import torch
 
 from ct_assets.defs.partitions import model_prompt_partitions
 from ct_assets.lib.context import graph_partitions, read_graph
+from ct_assets.lib.profiles import GPU_QUEUE, step_tags
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import Result, report, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
@@ -28,6 +29,7 @@ def _demeaned(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="interventions",
     pool="gpu",
+    op_tags=step_tags(GPU_QUEUE),
     kinds={"pytorch", "parquet"},
     deps=["pruned_graph"],
     check_specs=[

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from ct_assets.defs.partitions import models_partitions
+from ct_assets.lib.profiles import CPU_QUEUE, GPU_QUEUE, step_tags
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import Result, report, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
@@ -22,6 +23,7 @@ _COMMON = dict(
 
 @dg.asset(
     **_COMMON,
+    op_tags=step_tags(CPU_QUEUE),
     kinds={"pytorch", "safetensors"},
     check_specs=[tracking_check_spec("transcoder_cache")],
 )
@@ -54,6 +56,7 @@ def transcoder_cache(
 @dg.asset(
     **_COMMON,
     pool="gpu",
+    op_tags=step_tags(GPU_QUEUE),
     kinds={"pytorch", "parquet"},
     deps=["transcoder_cache"],
     check_specs=[tracking_check_spec("transcoder_quality")],
