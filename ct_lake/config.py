@@ -31,6 +31,15 @@ preset's fields at load time, so every entry has ``model``, ``transcoders``, ``b
 
     ct_lakehouse.yaml: models[0].bakend: unknown key (did you mean 'backend'?)
 
+Deployments override two settings from the environment, without editing the file:
+``$CT_LAKE`` replaces ``lake:`` and ``$CT_MLFLOW_TRACKING_URI`` replaces
+``mlflow.tracking_uri``. A relative local path in either (``CT_LAKE=data/lake``,
+``sqlite:///mlflow.db``) resolves against the current working directory, as any path given on
+a command line would, not against the file's folder; an empty variable counts as unset. A bad
+value is a :class:`ConfigError` of one line naming the variable::
+
+    CT_LAKE: lake 'gs://bucket/lake': unsupported scheme 'gs' (use a local path or s3://...)
+
 Loading the configuration imports neither torch nor the engine's models: the preset table and
 the backend and dtype names come from torch-free modules of ``ct_engine``.
 """
@@ -55,6 +64,9 @@ from ct_lake.package_data import config_base, default_config, resolve_path
 from ct_lake.storage import LakeError, Location
 
 CONFIG_ENV = "CT_CONFIG"
+# Environment variables that override the file's ``lake:`` and ``mlflow.tracking_uri``.
+LAKE_ENV = "CT_LAKE"
+TRACKING_URI_ENV = "CT_MLFLOW_TRACKING_URI"
 
 DTYPES = tuple(dict.fromkeys(DTYPE_NAMES.values()))  # canonical names: float32, bfloat16, ...
 DEFAULT_DTYPE = "float32"
@@ -188,10 +200,53 @@ class InterventionSettings(_Strict):
     top_targets: int = Field(default=3, ge=1)
 
 
+# URI schemes MLflow's tracking client accepts (a ``+driver`` suffix aside: postgresql+psycopg2).
+TRACKING_SCHEMES = (
+    "http",
+    "https",
+    "file",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+_SQLITE = "sqlite:///"
+
+
+def check_tracking_uri(uri: str) -> str:
+    """``uri`` if MLflow can track to it: a local folder, ``sqlite:///path``, ``http(s)://host``
+    or a database URI; ValueError (one line) for an empty value, an unknown scheme, an HTTP URI
+    without a host or a sqlite URI without a path."""
+    if not uri or uri != uri.strip() or any(c.isspace() for c in uri):
+        raise ValueError(f"{uri!r} is not an MLflow tracking URI (empty, or contains spaces)")
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri  # a local folder (MLflow's file store) or "databricks"
+    base = scheme.lower().split("+", 1)[0]
+    if base not in TRACKING_SCHEMES:
+        raise ValueError(
+            f"{uri!r}: unknown scheme {scheme!r} (use sqlite:///path, http://host:port, "
+            "a database URI or a local folder)"
+        )
+    if base in ("http", "https") and not rest.split("/", 1)[0]:
+        raise ValueError(f"{uri!r}: no host (use {base}://host:port)")
+    if base == "sqlite" and (not uri.startswith(_SQLITE) or uri == _SQLITE):
+        raise ValueError(f"{uri!r}: a sqlite URI is sqlite:///relative/path or sqlite:////abs/path")
+    return uri
+
+
 class MlflowSettings(_Strict):
     tracking_uri: str = "sqlite:///dagster_home/mlflow.db"
     experiment: str = "ct-lakehouse"
     timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_uri(cls, uri: str) -> str:
+        return check_tracking_uri(uri)
 
 
 class LakehouseConfig(_Strict):
@@ -228,12 +283,16 @@ class LakehouseConfig(_Strict):
 
     @property
     def tracking_uri(self) -> str:
-        """The MLflow URI with a relative sqlite path resolved against the config's folder."""
-        uri = self.mlflow.tracking_uri
-        prefix = "sqlite:///"
-        if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-            return prefix + str(self.base / uri[len(prefix) :])
-        return uri
+        """The MLflow URI with a relative sqlite path resolved against the config's folder
+        (``$CT_MLFLOW_TRACKING_URI`` arrives already resolved, against the working folder)."""
+        return _absolute_sqlite(self.mlflow.tracking_uri, self.base)
+
+
+def _absolute_sqlite(uri: str, base: Path) -> str:
+    """``uri`` with a relative ``sqlite:///path`` made absolute against ``base``."""
+    if uri.startswith(_SQLITE) and not uri[len(_SQLITE) :].startswith("/"):
+        return _SQLITE + str(base / uri[len(_SQLITE) :])
+    return uri
 
 
 # -- error lines ---------------------------------------------------------------------------
@@ -305,16 +364,50 @@ def _resolved(value: str, base: Path, where: str) -> Path:
         raise ConfigError(f"{where}: {err}") from None
 
 
+def _environment(name: str) -> str | None:
+    """The value of ``$name``, None when unset or empty (an empty line in an env file)."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _apply_environment(raw: dict) -> None:
+    """Replace ``lake`` and ``mlflow.tracking_uri`` of the file's ``raw`` mapping by
+    ``$CT_LAKE`` and ``$CT_MLFLOW_TRACKING_URI``, made absolute against the working folder.
+
+    Raises:
+        ConfigError: a bad value, one line naming the variable.
+    """
+    lake = _environment(LAKE_ENV)
+    if lake is not None:
+        try:
+            location = Location.parse(lake)  # relative: against the working folder
+        except LakeError as err:
+            raise ConfigError(f"{LAKE_ENV}: {err}") from None
+        raw["lake"] = location.uri
+    uri = _environment(TRACKING_URI_ENV)
+    if uri is not None:
+        try:
+            uri = _absolute_sqlite(check_tracking_uri(uri), Path.cwd())
+        except ValueError as err:
+            raise ConfigError(f"{TRACKING_URI_ENV}: {err}") from None
+        mlflow = raw.get("mlflow")
+        mlflow = {} if mlflow is None else mlflow
+        if isinstance(mlflow, dict):  # anything else is reported by the file's own validation
+            raw["mlflow"] = {**mlflow, "tracking_uri": uri}
+
+
 def config_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get(CONFIG_ENV) or default_config()).resolve()
 
 
 def load_config(path: str | Path | None = None) -> LakehouseConfig:
     """Read and validate the configuration (``path``, else ``$CT_CONFIG``, else
-    ``./ct_lakehouse.yaml``, else the packaged default).
+    ``./ct_lakehouse.yaml``, else the packaged default), with ``$CT_LAKE`` and
+    ``$CT_MLFLOW_TRACKING_URI`` overriding ``lake:`` and ``mlflow.tracking_uri``.
 
     Raises:
-        ConfigError: a missing file, invalid YAML or a bad key; the message is one line.
+        ConfigError: a missing file, invalid YAML, a bad key or a bad override; the message
+            is one line naming the key or the variable.
     """
     path = config_path(path)
     shown = _shown(path)
@@ -333,6 +426,7 @@ def load_config(path: str | Path | None = None) -> LakehouseConfig:
         raise ConfigError(f"{shown}: path: unknown key (the file's own path is implied)")
     base = config_base(path)
     raw["path"] = path
+    _apply_environment(raw)
     try:
         location = Location.parse(raw.get("lake", ".ct-lake"), base)
     except LakeError as err:

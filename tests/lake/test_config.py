@@ -11,7 +11,14 @@ import yaml
 
 from ct_engine.options import BACKENDS
 from ct_engine.presets import PRESETS
-from ct_lake.config import ConfigError, LakehouseConfig, ModelEntry, load_config
+from ct_lake.config import (
+    LAKE_ENV,
+    TRACKING_URI_ENV,
+    ConfigError,
+    LakehouseConfig,
+    ModelEntry,
+    load_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = {"name": "toy", "model": "toy-world", "transcoders": "toy-world-plt"}
@@ -283,3 +290,148 @@ def test_a_bad_lake_uri_is_one_line(tmp_path, monkeypatch):
     message = _error(tmp_path, [TOY], lake="gs://bucket/lake")
     assert message.startswith("ct_lakehouse.yaml: lake: lake 'gs://bucket/lake': unsupported")
     assert "\n" not in message
+
+
+# -- environment overrides -----------------------------------------------------------------
+
+
+@pytest.fixture
+def no_overrides(monkeypatch):
+    """Neither override set, whatever the shell running the tests exports."""
+    monkeypatch.delenv(LAKE_ENV, raising=False)
+    monkeypatch.delenv(TRACKING_URI_ENV, raising=False)
+    return monkeypatch
+
+
+def test_ct_lake_overrides_the_files_lake(tmp_path, no_overrides):
+    path = _write(tmp_path / "cfg", [TOY], lake="from-file")
+    assert load_config(path).lake == tmp_path / "cfg" / "from-file"
+    no_overrides.setenv(LAKE_ENV, "s3://team-bucket/lake/")
+    config = load_config(path)
+    assert config.lake == "s3://team-bucket/lake"
+    assert (config.location.bucket, config.location.key) == ("team-bucket", "lake")
+    no_overrides.setenv(LAKE_ENV, str(tmp_path / "absolute"))
+    assert load_config(path).lake == tmp_path / "absolute"
+
+
+def test_a_relative_ct_lake_resolves_against_the_working_folder(tmp_path, no_overrides):
+    path = _write(tmp_path / "cfg", [TOY])
+    (tmp_path / "work").mkdir()
+    no_overrides.chdir(tmp_path / "work")
+    no_overrides.setenv(LAKE_ENV, "data/lake")
+    config = load_config(path)
+    assert config.lake == tmp_path / "work" / "data" / "lake"  # not under cfg/
+    assert config.location.local_path == config.lake
+
+
+def test_an_empty_override_counts_as_unset(tmp_path, no_overrides):
+    path = _write(tmp_path, [TOY], mlflow={"tracking_uri": "sqlite:///m.db"})
+    no_overrides.setenv(LAKE_ENV, "  ")
+    no_overrides.setenv(TRACKING_URI_ENV, "")
+    config = load_config(path)
+    assert config.lake == tmp_path / "lake"
+    assert config.tracking_uri == f"sqlite:///{tmp_path}/m.db"
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("http://127.0.0.1:55000", "http://127.0.0.1:55000"),
+        ("sqlite:////srv/mlflow.db", "sqlite:////srv/mlflow.db"),
+        ("sqlite:///rel/mlflow.db", "sqlite:///WORK/rel/mlflow.db"),
+        ("postgresql+psycopg2://ct@127.0.0.1:54329/mlflow", None),
+    ],
+)
+def test_ct_mlflow_tracking_uri_overrides_the_file(tmp_path, no_overrides, value, expected):
+    path = _write(
+        tmp_path / "cfg", [TOY], mlflow={"tracking_uri": "sqlite:///file.db", "experiment": "e"}
+    )
+    (tmp_path / "work").mkdir()
+    no_overrides.chdir(tmp_path / "work")
+    no_overrides.setenv(TRACKING_URI_ENV, value)
+    config = load_config(path)
+    expected = (expected or value).replace("WORK", str(tmp_path / "work"))
+    assert config.tracking_uri == expected
+    assert config.mlflow.experiment == "e"  # the rest of the section is the file's
+
+
+def test_ct_mlflow_tracking_uri_applies_without_an_mlflow_section(tmp_path, no_overrides):
+    no_overrides.setenv(TRACKING_URI_ENV, "http://127.0.0.1:5000")
+    config = load_config(_write(tmp_path, [TOY]))
+    assert config.tracking_uri == "http://127.0.0.1:5000"
+    assert config.mlflow.timeout_s == 10.0  # defaults otherwise
+
+
+@pytest.mark.parametrize(
+    "name,value,line",
+    [
+        (
+            LAKE_ENV,
+            "gs://bucket/lake",
+            "CT_LAKE: lake 'gs://bucket/lake': unsupported scheme 'gs' "
+            "(use a local path or s3://bucket/prefix)",
+        ),
+        (
+            LAKE_ENV,
+            "s3://Bad_Bucket/lake",
+            "CT_LAKE: lake 's3://Bad_Bucket/lake': 'Bad_Bucket' is not an S3 bucket name "
+            "(3-63 lowercase letters, digits, '.' or '-')",
+        ),
+        (
+            TRACKING_URI_ENV,
+            "htp://127.0.0.1:5000",
+            "CT_MLFLOW_TRACKING_URI: 'htp://127.0.0.1:5000': unknown scheme 'htp' (use "
+            "sqlite:///path, http://host:port, a database URI or a local folder)",
+        ),
+        (
+            TRACKING_URI_ENV,
+            "http:///mlflow",
+            "CT_MLFLOW_TRACKING_URI: 'http:///mlflow': no host (use http://host:port)",
+        ),
+        (
+            TRACKING_URI_ENV,
+            "sqlite://mlflow.db",
+            "CT_MLFLOW_TRACKING_URI: 'sqlite://mlflow.db': a sqlite URI is "
+            "sqlite:///relative/path or sqlite:////abs/path",
+        ),
+    ],
+)
+def test_a_bad_override_is_one_line_naming_the_variable(tmp_path, no_overrides, name, value, line):
+    no_overrides.setenv(name, value)
+    message = _error(tmp_path, [TOY])
+    assert message == line
+
+
+def test_the_file_key_and_the_variable_give_the_same_message(tmp_path, no_overrides):
+    no_overrides.chdir(tmp_path)
+    bad = "htp://127.0.0.1:5000"
+    from_file = _error(tmp_path, [TOY], mlflow={"tracking_uri": bad})
+    no_overrides.setenv(TRACKING_URI_ENV, bad)
+    from_env = _error(tmp_path / "other", [TOY])
+    assert from_file.startswith("ct_lakehouse.yaml: mlflow.tracking_uri: ")
+    assert from_env.startswith(f"{TRACKING_URI_ENV}: ")
+    assert from_file.split("tracking_uri: ", 1)[1] == from_env.split(": ", 1)[1]
+    no_overrides.delenv(TRACKING_URI_ENV)
+    from_file = _error(tmp_path / "third", [TOY], lake="gs://b/l")
+    no_overrides.setenv(LAKE_ENV, "gs://b/l")
+    from_env = _error(tmp_path / "other", [TOY])
+    assert from_file.split("ct_lakehouse.yaml: lake: ")[1] == from_env.removeprefix("CT_LAKE: ")
+    assert from_env.startswith("CT_LAKE: lake 'gs://b/l': unsupported scheme")
+
+
+def test_overrides_reach_a_fresh_process(tmp_path):
+    """A worker started with the team environment reads the same lake and MLflow server."""
+    path = _write(tmp_path, [TOY])
+    script = "import ct_lake.config as c; cfg = c.load_config(); print(cfg.lake, cfg.tracking_uri)"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(Path.home()),
+        "CT_CONFIG": str(path),
+        LAKE_ENV: "s3://ct-lake/lake",
+        TRACKING_URI_ENV: "http://127.0.0.1:55000",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["s3://ct-lake/lake", "http://127.0.0.1:55000"]
