@@ -4,8 +4,8 @@ Any test (or test folder) can use the fixtures; import them in a ``conftest.py``
 
     from tests.s3server import s3_server, s3_uri  # noqa: F401
 
-``s3_server`` (session) starts moto's server (``python -m moto.server -H 127.0.0.1 -p <free
-port>``, with conditional creates made atomic as on S3, see ``_SERVER``), creates an IAM user
+``s3_server`` (session) starts moto's server (``python scripts/s3_server.py -H 127.0.0.1 -p
+<free port>``: moto with conditional creates made atomic as on S3), creates an IAM user
 with an access key allowed everything and then switches authentication on, so wrong
 credentials are refused as on real S3; the server is stopped at the end of the session (and
 dies with the test process if that is killed).
@@ -55,32 +55,8 @@ _ALLOW_ALL = json.dumps(
 )
 
 
-# ``python -m moto.server``, with one change: moto checks ``If-None-Match: *`` and then stores
-# the object as two steps, so two requests in its threads could both pass the check; S3 does
-# both at once, and Delta commits rely on it. A lock around object creation (PUT, multipart
-# completion) makes moto as strict as S3.
-_SERVER = """
-import sys
-import threading
-
-from moto.s3.responses import S3Response
-from moto.server import main
-
-_create = threading.Lock()
-
-
-def _serialized(method):
-    def locked(self, *args, **kwargs):
-        with _create:
-            return method(self, *args, **kwargs)
-
-    return locked
-
-
-S3Response.put_object = _serialized(S3Response.put_object)
-S3Response._key_response_post = _serialized(S3Response._key_response_post)
-main(sys.argv[1:])
-"""
+# moto's server with object creation serialized as on S3 (see the script's docstring).
+_SERVER = Path(__file__).resolve().parents[1] / "scripts" / "s3_server.py"
 
 
 def free_port() -> int:
@@ -118,7 +94,7 @@ class S3Server:
         self._log = open(log_dir / "moto.log", "wb")  # noqa: SIM115 - closed in stop()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, str(_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
