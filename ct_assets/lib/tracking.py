@@ -1,16 +1,23 @@
 """MLflow tracking: one MLflow run per asset partition, never blocking the lake.
 
 A thin resource around ``MlflowClient`` (``dagster-mlflow`` is a legacy beta resource that
-leaves runs open). Each call creates a finished run tagged with the Dagster run id, asset key,
+leaves runs open). Each call leaves one finished run tagged with the Dagster run id, asset key,
 partition key and code version, and logs params, metrics and artifact files. Tracking runs
 after the lake is written; if MLflow is unreachable or slow the call gives up after
 ``timeout_s`` and returns the error, which the asset reports in its metadata and in a failing
 check. Nothing hangs and nothing is lost silently.
+
+A step that Dagster retries (its worker killed mid-step, say) runs again under the same Dagster
+run id, so each MLflow run carries the tag ``ct.run_key``, a digest of (Dagster run id, asset
+key, partition key): a retry finds the run its earlier attempt created, RUNNING or FAILED, and
+finishes that one instead of creating a second.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import json
 import math
 import os
 import time
@@ -23,19 +30,36 @@ import dagster as dg
 from ct_lake.config import LakehouseConfig
 
 TRACKING_CHECK = "mlflow_logged"
+RUN_KEY_TAG = "ct.run_key"
+# Set on a reused run whose params differ from its earlier attempt's (MLflow params are
+# immutable: the first values stay, this tag says which changed and how).
+PARAM_CONFLICTS_TAG = "ct.param_conflicts"
+_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+
+def run_key(dagster_run_id: str, asset: str, partition: str | None) -> str:
+    """The ``ct.run_key`` tag of the MLflow run of ``asset``'s ``partition`` in a Dagster run:
+    32 hex characters of the SHA-256 of the three, the same in every attempt of the step."""
+    text = json.dumps([dagster_run_id, asset, partition or ""])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
 class TrackingOutcome:
-    """What happened to one MLflow log call."""
+    """What happened to one MLflow log call. ``warning``: logged, but something the user
+    should see (params that changed since an earlier attempt of the step)."""
 
     ok: bool
     run_id: str | None = None
     error: str | None = None
+    warning: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         if self.ok:
-            return {"mlflow_run_id": self.run_id}
+            found: dict[str, Any] = {"mlflow_run_id": self.run_id}
+            if self.warning:
+                found["mlflow_warning"] = dg.MetadataValue.text(self.warning)
+            return found
         return {"mlflow_error": dg.MetadataValue.text(self.error or "unknown error")}
 
     def check(self, asset_key) -> dg.AssetCheckResult:
@@ -75,20 +99,24 @@ class MlflowTracker(dg.ConfigurableResource):
         metrics: dict[str, float],
         artifacts: list[Path] = (),
     ) -> TrackingOutcome:
-        """Create one finished MLflow run; never raises and never waits past the timeout."""
+        """Leave one finished MLflow run for (``dagster_run_id``, ``asset``, ``partition``):
+        the run an earlier attempt of the step created, else a new one. Never raises and never
+        waits past the timeout."""
         uri, experiment, timeout, artifact_root = self._settings(config)
         tags = {
             "dagster.run_id": dagster_run_id,
             "dagster.asset_key": asset,
             "dagster.partition_key": partition or "",
             "dagster.code_version": code_version,
+            RUN_KEY_TAG: run_key(dagster_run_id, asset, partition),
         }
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         future = pool.submit(
             _log, uri, experiment, artifact_root, timeout, tags, params, metrics, artifacts
         )
         try:
-            return TrackingOutcome(ok=True, run_id=future.result(timeout=timeout))
+            run_id, warning = future.result(timeout=timeout)
+            return TrackingOutcome(ok=True, run_id=run_id, warning=warning)
         except concurrent.futures.TimeoutError:
             return TrackingOutcome(ok=False, error=f"MLflow at {uri} did not answer in {timeout}s")
         except Exception as err:  # any tracking failure is reported, not raised
@@ -97,11 +125,16 @@ class MlflowTracker(dg.ConfigurableResource):
             pool.shutdown(wait=False)
 
 
-def _log(uri, experiment, artifact_root, timeout, tags, params, metrics, artifacts) -> str:
+def _log(
+    uri, experiment, artifact_root, timeout, tags, params, metrics, artifacts
+) -> tuple[str, str | None]:
+    """Log to the run tagged ``tags[RUN_KEY_TAG]`` (created when none exists) and finish it;
+    returns ``(run_id, warning)``, the warning naming params an earlier attempt set
+    differently."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout)))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -115,21 +148,41 @@ def _log(uri, experiment, artifact_root, timeout, tags, params, metrics, artifac
             experiment_id = client.get_experiment_by_name(experiment).experiment_id
     else:
         experiment_id = found.experiment_id
-    run_name = tags["dagster.asset_key"] + (
-        f" {tags['dagster.partition_key']}" if tags["dagster.partition_key"] else ""
+    wanted = {k: str(v)[:_PARAM_LENGTH] for k, v in params.items()}
+    earlier = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{tags[RUN_KEY_TAG]}'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
     )
-    run = client.create_run(experiment_id, tags=tags, run_name=run_name)
-    run_id = run.info.run_id
+    new_tags, warning = [], None
+    if earlier:  # an earlier attempt of this step: finish its run
+        run = earlier[0]
+        run_id, logged = run.info.run_id, run.data.params
+        changed = {k: (logged[k], v) for k, v in wanted.items() if k in logged and logged[k] != v}
+        wanted = {k: v for k, v in wanted.items() if k not in logged}
+        new_tags = [RunTag(k, v) for k, v in tags.items() if run.data.tags.get(k) != v]
+        if changed:
+            warning = "params changed since an earlier attempt, kept the first values: " + (
+                "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            )
+            new_tags.append(RunTag(PARAM_CONFLICTS_TAG, warning[:_PARAM_LENGTH]))
+    else:
+        run_name = tags["dagster.asset_key"] + (
+            f" {tags['dagster.partition_key']}" if tags["dagster.partition_key"] else ""
+        )
+        run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
     now_ms = int(time.time() * 1000)
     try:
         client.log_batch(
             run_id,
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            params=[Param(k, v) for k, v in wanted.items()],
             metrics=[
                 Metric(k, float(v), now_ms, 0)
                 for k, v in metrics.items()
                 if v is not None and math.isfinite(float(v))
             ],
+            tags=new_tags,
         )
         for path in artifacts:
             client.log_artifact(run_id, str(path))
@@ -137,4 +190,4 @@ def _log(uri, experiment, artifact_root, timeout, tags, params, metrics, artifac
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
-    return run_id
+    return run_id, warning

@@ -1,27 +1,251 @@
-"""MLflow down: the lake is still written, the failure shows in metadata and a failed check,
-and nothing hangs."""
+"""MLflow tracking: one finished run per (Dagster run, asset, partition), also when a step is
+retried after its worker died; and MLflow down: the lake is still written, the failure shows in
+metadata and a failed check, and nothing hangs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import dagster as dg
+import pytest
+import yaml
 
 from ct_assets.lib.context import multi_key
 from ct_assets.lib.resources import lakehouse_resources
-from ct_lake.config import load_config
+from ct_assets.lib.tracking import (
+    PARAM_CONFLICTS_TAG,
+    RUN_KEY_TAG,
+    MlflowTracker,
+    TrackingOutcome,
+    run_key,
+)
+from ct_lake.config import TRACKING_URI_ENV, LakehouseConfig, load_config
 from ct_lake.keys import prompt_key
 from ct_lake.lake import Lake
 from ct_lake.prompts import register_prompts
+from tests.s3server import free_port
 
 from .conftest import PROMPTS, write_config
+
+EXPERIMENT = "tracking-test"
+PARAMS = {"model": "toy-world", "batch_size": 64}
 
 
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]  # nothing listens once the socket closes
+
+
+def _config(folder: Path, tracking_uri: str, monkeypatch) -> LakehouseConfig:
+    """A config whose MLflow is ``tracking_uri`` (no model is loaded: tracking needs none)."""
+    monkeypatch.delenv(TRACKING_URI_ENV, raising=False)
+    path = folder / "ct_lakehouse.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "lake": "lake",
+                "mlflow": {"tracking_uri": tracking_uri, "experiment": EXPERIMENT, "timeout_s": 30},
+                "models": [{"name": "toy", "model": "toy-world", "transcoders": "toy-world-plt"}],
+            }
+        )
+    )
+    return load_config(path)
+
+
+def _log(config, artifact: Path, *, run="dagster-run-1", partition="toy|p_1", **changes):
+    values = dict(params=PARAMS, metrics={"n_edges": 10.0, "time_s": 1.5}) | changes
+    return MlflowTracker().log_partition(
+        config,
+        asset="attribution_graph",
+        partition=partition,
+        dagster_run_id=run,
+        code_version="v1",
+        artifacts=[artifact],
+        **values,
+    )
+
+
+def _runs(config) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([experiment.experiment_id], max_results=100)
+
+
+@pytest.fixture
+def artifact(tmp_path) -> Path:
+    path = tmp_path / "graph.json"
+    path.write_text('{"nodes": []}')
+    return path
+
+
+@pytest.fixture
+def sqlite_config(tmp_path, monkeypatch) -> LakehouseConfig:
+    return _config(tmp_path, "sqlite:///mlflow.db", monkeypatch)
+
+
+def _assert_one_finished_run(config, outcomes: list[TrackingOutcome], metrics: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    [run] = _runs(config)
+    assert {o.run_id for o in outcomes} == {run.info.run_id}
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics == metrics  # the latest attempt's values
+    assert run.data.params == {"model": "toy-world", "batch_size": "64"}
+    assert run.data.tags[RUN_KEY_TAG] == run_key("dagster-run-1", "attribution_graph", "toy|p_1")
+    assert run.data.tags["dagster.partition_key"] == "toy|p_1"
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["graph.json"]
+
+
+def test_logging_a_partition_twice_leaves_one_finished_run(sqlite_config, artifact):
+    first = _log(sqlite_config, artifact)
+    second = _log(sqlite_config, artifact, metrics={"n_edges": 12.0, "time_s": 2.0})
+    assert first.warning is None and second.warning is None
+    _assert_one_finished_run(sqlite_config, [first, second], {"n_edges": 12.0, "time_s": 2.0})
+
+
+def _killed_attempt(config, params: dict) -> str:
+    """The MLflow run of a first attempt whose worker died mid-step: created with its run key
+    and params, never terminated (RUNNING, no metrics)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=config.tracking_uri)
+    experiment_id = client.create_experiment(
+        EXPERIMENT, artifact_location=(config.base / "killed-artifacts").as_uri()
+    )
+    key = run_key("dagster-run-1", "attribution_graph", "toy|p_1")
+    run = client.create_run(experiment_id, tags={RUN_KEY_TAG: key})
+    for name, value in params.items():
+        client.log_param(run.info.run_id, name, value)
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+    return run.info.run_id
+
+
+def test_a_run_left_running_by_a_killed_attempt_is_finished(sqlite_config, artifact):
+    left = _killed_attempt(sqlite_config, {"model": "toy-world"})
+    outcome = _log(sqlite_config, artifact)
+    assert outcome.run_id == left and outcome.warning is None
+    _assert_one_finished_run(sqlite_config, [outcome], {"n_edges": 10.0, "time_s": 1.5})
+    [run] = _runs(sqlite_config)
+    assert run.data.tags["dagster.run_id"] == "dagster-run-1"  # the tags the attempt lacked
+    assert PARAM_CONFLICTS_TAG not in run.data.tags
+
+
+def test_a_param_changed_since_the_killed_attempt_is_reported_not_raised(sqlite_config, artifact):
+    left = _killed_attempt(sqlite_config, {"model": "toy-world", "batch_size": "32"})
+    outcome = _log(sqlite_config, artifact)
+    assert outcome.ok and outcome.run_id == left
+    expected = "batch_size: '32' -> '64'"
+    assert expected in outcome.warning
+    assert expected in outcome.metadata()["mlflow_warning"].value
+    [run] = _runs(sqlite_config)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"model": "toy-world", "batch_size": "32"}  # MLflow keeps the first
+    assert expected in run.data.tags[PARAM_CONFLICTS_TAG]
+    assert run.data.metrics == {"n_edges": 10.0, "time_s": 1.5}
+
+
+def test_other_partitions_and_dagster_runs_get_their_own_runs(sqlite_config, artifact):
+    outcomes = [
+        _log(sqlite_config, artifact),
+        _log(sqlite_config, artifact, partition="toy|p_2"),
+        _log(sqlite_config, artifact, run="dagster-run-2"),
+        _log(sqlite_config, artifact),  # the first again: reused
+    ]
+    assert all(o.ok for o in outcomes)
+    runs = _runs(sqlite_config)
+    assert len(runs) == 3
+    assert len({o.run_id for o in outcomes}) == 3 and outcomes[0].run_id == outcomes[3].run_id
+    assert len({r.data.tags[RUN_KEY_TAG] for r in runs}) == 3
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_the_run_key_is_the_same_in_another_process():
+    """A retried step may run on another worker: its key must not depend on the process."""
+    script = "from ct_assets.lib.tracking import run_key; print(run_key('r', 'a', 'toy|p_1'))"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+        check=True,
+    )
+    assert done.stdout.strip() == run_key("r", "a", "toy|p_1")
+    assert run_key("r", "a", "toy|p_1") != run_key("r", "a", "toy|p_2")
+    assert run_key("r", "a", None) == run_key("r", "a", "")  # an unpartitioned asset
+    assert run_key("r|a", "", "") != run_key("r", "a|", "")  # fields do not run together
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """``mlflow server`` on 127.0.0.1 with a sqlite store and served artifacts."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root}/mlflow.db",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        start_new_session=True,  # its workers form one group, stopped together
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (root / "server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "mlflow server did not start in 60 s"
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield uri
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+        log.close()
+
+
+@pytest.mark.slow
+def test_a_retry_through_an_mlflow_server_leaves_one_finished_run(
+    mlflow_server, tmp_path, monkeypatch, artifact
+):
+    config = _config(tmp_path, mlflow_server, monkeypatch)
+    left = _killed_attempt(config, {"model": "toy-world"})
+    first = _log(config, artifact)
+    second = _log(config, artifact, metrics={"n_edges": 11.0, "time_s": 3.0})
+    assert first.run_id == second.run_id == left
+    _assert_one_finished_run(config, [first, second], {"n_edges": 11.0, "time_s": 3.0})
 
 
 def test_unreachable_mlflow_keeps_the_lake_and_fails_a_check(tmp_path, tiny_lakehouse_files):
