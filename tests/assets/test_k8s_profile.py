@@ -1,6 +1,7 @@
 """The Kubernetes profile, without a cluster.
 
-The executor's config goes through Dagster's own config validation. The step jobs are rendered
+The executor's config goes through Dagster's own config validation, and the project's jobs,
+loaded in a process with the ConfigMap's environment, use it. The step jobs are rendered
 by dagster-k8s's real step handler for steps of the project's ``graph_job``: the handler runs
 in an instance whose run launcher is the one the Helm chart writes from
 ``deploy/k8s/values.yaml``, for a code location configured as the chart configures it, and
@@ -14,7 +15,10 @@ from __future__ import annotations
 import ast
 import base64
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import tomllib
 import uuid
@@ -251,18 +255,6 @@ def chart_code_location_context(values: dict[str, Any], namespace: str) -> dict:
     }
 
 
-def _with_profile_tags(step):
-    """``step`` with the op tags of its queue when its asset does not carry them yet (the
-    queue from its pool: GPU steps are in the ``gpu`` pool)."""
-    if profiles.K8S_CONFIG_TAG in step.tags:
-        return step
-    queue = profiles.GPU_QUEUE if step.pool == profiles.GPU_QUEUE else profiles.CPU_QUEUE
-    tags = {
-        k: v if isinstance(v, str) else json.dumps(v) for k, v in profiles.step_tags(queue).items()
-    }
-    return step._replace(tags={**step.tags, **tags})
-
-
 def render_step_jobs(
     values: dict[str, Any],
     env_map: dict[str, Any],
@@ -272,14 +264,17 @@ def render_step_jobs(
 ) -> dict[str, dict[str, Any]]:
     """The Kubernetes jobs dagster-k8s's step handler posts for ``step_keys`` of the real
     ``graph_job``, with the executor of :func:`k8s.executor_config` (or ``executor_config``),
-    in the pods' environment (the ConfigMap's data and planted secrets): ``{step_key: {"path":
-    the API path posted to, "body": the job as JSON}}``."""
+    with the image and namespace of the ConfigMap and planted secrets in the environment:
+    ``{step_key: {"path": the API path posted to, "body": the job as JSON}}``."""
     kubeconfig, posted = kube_api
     namespace = env_map["metadata"]["namespace"]
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, value in {**env_map["data"], **PLANTED}.items():
-            mp.setenv(name, str(value))
+        # The executor's two variables and the planted secrets; not CT_PROFILE: the project's
+        # modules load once per test process, and the other tests expect the local profile.
+        pod_env = {name: env_map["data"][name] for name in (k8s.IMAGE_ENV, k8s.NAMESPACE_ENV)}
+        for name, value in {**pod_env, **PLANTED}.items():
+            mp.setenv(name, value)
         repo = ReconstructableRepository.for_module(
             "ct_assets.definitions",
             "defs",
@@ -317,13 +312,12 @@ def render_step_jobs(
                 executor=executor,
                 output_capture=None,
             )
-            steps = [_with_profile_tags(step) for step in plan.steps]
             jobs = {}
             for key in step_keys:
                 args = ExecuteStepArgs(
                     recon_job.get_python_origin(), run.run_id, [key], print_serialized_events=False
                 )
-                context = StepHandlerContext(instance, plan_context, steps, args, run)
+                context = StepHandlerContext(instance, plan_context, plan.steps, args, run)
                 events = list(executor._step_handler.launch_step(context))
                 assert events and events[0].event_type_value == "STEP_WORKER_STARTING"
                 name = events[0].event_specific_data.metadata["Kubernetes Job name"].value
@@ -427,6 +421,47 @@ def test_secret_check_catches_a_leak(values, env_map, kube_api):
     leaky["env_vars"] = ["AWS_SECRET_ACCESS_KEY"]
     jobs = render_step_jobs(values, env_map, kube_api, [CPU_STEP], executor_config=leaky)
     assert PLANTED["AWS_SECRET_ACCESS_KEY"] in json.dumps(jobs)
+
+
+_PROFILE_JOBS = """
+import json, warnings
+warnings.simplefilter("ignore")
+import dagster as dg
+from ct_assets.lib.runner import project_definitions
+defs = project_definitions()
+jobs = {}
+for name in ("graph_job", "model_job", "census_job"):
+    job = defs.resolve_job_def(name)
+    jobs[name] = {
+        "executor": job.executor_def.name,
+        "execution": dg.validate_run_config(job, {})["execution"],
+    }
+print(json.dumps(jobs))
+"""
+
+
+def test_k8s_profile_jobs_run_their_steps_as_kubernetes_jobs(env_map, tmp_path):
+    # A fresh process with only the ConfigMap's environment, as a code server pod has it: the
+    # profile is chosen when the definitions load.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CT_", "DAGSTER_"))}
+    env.update(env_map["data"], DAGSTER_HOME=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", _PROFILE_JOBS],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(jobs) == {"graph_job", "model_job", "census_job"}
+    for name, job in jobs.items():
+        assert job["executor"] == k8s_job_executor.name, name
+        config = job["execution"][k8s_job_executor.name]
+        assert config["job_image"] == env_map["data"]["CT_IMAGE"]
+        assert config["job_namespace"] == env_map["data"]["CT_K8S_NAMESPACE"]
+        assert config["env_secrets"] == [k8s.S3_SECRET]
 
 
 # ---- (3) the chart's values, the ConfigMap and the Dockerfile agree with the executor ------
