@@ -12,14 +12,25 @@ __all__ = ["add_config_flag", "load"]
 
 def load(args):
     """``(config, instance)``: the config (also exported as ``CT_CONFIG`` for Dagster code)
-    and the Dagster instance of ``$DAGSTER_HOME``, default ``dagster_home/`` in
-    the config's base folder (next to the file, or the current folder for the packaged default)."""
+    and the Dagster instance of ``$DAGSTER_HOME``. Its default: in the ``local`` profile
+    ``dagster_home/`` in the config's base folder (next to the file, or the current folder
+    for the packaged default); in another profile (``$CT_PROFILE``) the repo's folder of that
+    profile, after checking that its services answer (one line naming the first that does
+    not, before anything is written)."""
+    from ct_assets.lib.profiles import current_profile, profile_home
     from ct_lake.config import CONFIG_ENV, load_config
 
+    profile = current_profile()
     config = load_config(args.config)
     os.environ[CONFIG_ENV] = str(config.path)
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.base / "dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
+    if profile == "local":
+        home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.base / "dagster_home")))
+        home.mkdir(parents=True, exist_ok=True)
+    else:
+        from ct_assets.lib.preflight import check_services
+
+        os.environ.setdefault("DAGSTER_HOME", str(profile_home(profile)))
+        check_services()
     import dagster as dg
 
     return config, dg.DagsterInstance.get()

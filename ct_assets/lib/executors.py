@@ -167,19 +167,19 @@ def _execution_loop(job_context, execution_plan):
     from dagster._core.execution.plan.instance_concurrency_context import (
         InstanceConcurrencyContext,
     )
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._serdes import pack_value
     from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
-    from dagster_celery.core_execution_loop import (
-        DELEGATE_MARKER,
-        _get_step_priority,
-        _submit_task,
-    )
+    from dagster_celery.core_execution_loop import DELEGATE_MARKER, _get_step_priority
     from dagster_celery.make_app import make_app
+    from dagster_celery.tasks import create_task
     from dagster_shared.serdes import deserialize_value
 
     executor = job_context.executor
     app = make_app(executor.app_args())
     default_priority = app.conf.task_default_priority
     default_queue = app.conf.task_default_queue
+    task = create_task(app)  # once: the app registers a task name once
     watch = _WorkerWatch(app)
     in_flight: dict[str, Any] = {}  # step key -> celery AsyncResult
     errors: dict[str, SerializableErrorInfo] = {}
@@ -259,8 +259,21 @@ def _execution_loop(job_context, execution_plan):
                         EngineEventData(marker_start=DELEGATE_MARKER),
                     )
                     priority = _get_step_priority(job_context, step, default_priority)
-                    in_flight[step.key] = _submit_task(
-                        app, job_context, step, queue, priority, active.get_known_state()
+                    args = ExecuteStepArgs(
+                        job_origin=job_context.reconstructable_job.get_python_origin(),
+                        run_id=job_context.dagster_run.run_id,
+                        step_keys_to_execute=[step.key],
+                        instance_ref=job_context.instance.get_ref(),
+                        retry_mode=executor.retries.for_inner_plan(),
+                        known_state=active.get_known_state(),
+                        print_serialized_events=True,
+                    )
+                    signature = task.si(
+                        execute_step_args_packed=pack_value(args),
+                        executable_dict=job_context.reconstructable_job.to_dict(),
+                    )
+                    in_flight[step.key] = signature.apply_async(
+                        priority=priority, queue=queue, routing_key=f"{queue}.execute_plan"
                     )
                 time.sleep(TICK_S)
 

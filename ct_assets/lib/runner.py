@@ -9,6 +9,7 @@ and gets the same engine resource, so the model loads once per process.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -93,4 +94,80 @@ def materialize(
         partition_keys=[multi_key(m, p) for m, p in registered.partitions],
         run_ids=[r.run_id for r in results],
         success=all(r.success for r in results),
+    )
+
+
+def chunks(ranges: list[tuple[str, str]], order: list[str], size: int) -> list[tuple[str, str]]:
+    """Split each contiguous ``(first, last)`` range of ``order`` into ranges of at most
+    ``size`` keys."""
+    out = []
+    for first, last in ranges:
+        keys = order[order.index(first) : order.index(last) + 1]
+        out.extend(
+            (part[0], part[-1]) for part in (keys[i : i + size] for i in range(0, len(keys), size))
+        )
+    return out
+
+
+def materialize_on_workers(
+    config: LakehouseConfig,
+    model: str,
+    prompts: list[str],
+    instance: dg.DagsterInstance,
+    *,
+    dagster_url: str,
+    partitions_per_run: int = 5,
+    with_model_assets: bool = True,
+    poll_s: float = 2.0,
+    progress=None,
+) -> MaterializeSummary:
+    """The team profile's :func:`materialize`: the same jobs, submitted to the Dagster
+    webserver at ``dagster_url`` (as the UI's launch button does), queued by the instance's run
+    coordinator and started by the daemon; their steps run on the Celery workers. Graph runs
+    cover at most ``partitions_per_run`` prompts each, so that the workers share the graphs;
+    they all wait in the queue together. Returns when every run has finished; ``progress``
+    (a callable taking one line) hears of each run's end."""
+    from urllib.parse import urlsplit
+
+    from dagster_graphql import DagsterGraphQLClient
+
+    url = urlsplit(dagster_url)
+    client = DagsterGraphQLClient(url.hostname or "127.0.0.1", port_number=url.port, timeout=60)
+    registered = register_prompts(config, prompts, [model], instance)
+    order = instance.get_dynamic_partitions(PROMPTS_PARTITIONS)
+    run_ids: list[str] = []
+    say = progress or (lambda line: None)
+
+    def submit(job: str, tags: dict[str, str]) -> str:
+        run_id = client.submit_job_execution(job, tags=tags)
+        run_ids.append(run_id)
+        return run_id
+
+    def wait(pending: list[str]) -> None:
+        pending = list(pending)
+        while pending:
+            for run_id in list(pending):
+                run = instance.get_run_by_id(run_id)
+                if run is not None and run.is_finished:
+                    pending.remove(run_id)
+                    say(f"{run.job_name} {run_id[:8]}: {run.status.value.lower()}")
+            if pending:
+                time.sleep(poll_s)
+
+    if with_model_assets:
+        wait([submit("model_job", {"dagster/partition": model})])
+    ranges = chunks(contiguous_ranges(list(registered.prompts), order), order, partitions_per_run)
+    wait(
+        [
+            submit("graph_job", {RANGE_START: multi_key(model, a), RANGE_END: multi_key(model, b)})
+            for a, b in ranges
+        ]
+    )
+    wait([submit("census_job", {"dagster/partition": model})])
+    runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+    return MaterializeSummary(
+        model=model,
+        partition_keys=[multi_key(m, p) for m, p in registered.partitions],
+        run_ids=run_ids,
+        success=all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs),
     )
