@@ -41,7 +41,7 @@ POSTGRES_SECRET = "ct-lakehouse-postgres"
 # has the tag has the right image: pulling it again would only slow every step's start.
 IMAGE_PULL_POLICY = "IfNotPresent"
 
-# Pods of one run at a time: the GPU steps are bounded across runs by the "gpu" pool; this
+# Step pods of one run at once: the GPU steps are bounded across runs by the "gpu" pool; this
 # bounds the CPU steps of one run (one graph partition range) next to them.
 MAX_CONCURRENT_STEPS = 4
 
