@@ -94,9 +94,7 @@ def check_services(env: Mapping[str, str] | None = None, *, timeout_s: float = 3
             variables that are not set.
     """
     env = os.environ if env is None else env
-    missing = [name for name in REQUIRED if not env.get(name, "").strip()]
-    if missing:
-        raise ServiceUnreachable(f"not set: {', '.join(missing)} ({ENV_HINT})")
+    _need(env, *REQUIRED)  # every missing variable in one line, before any service is asked
     checks: list[Callable[[Mapping[str, str], float], list[str]]] = [
         check_postgres,
         check_broker,
@@ -125,6 +123,13 @@ def _one_line(service: str):
         return run
 
     return wrap
+
+
+def _need(env: Mapping[str, str], *names: str) -> None:
+    """Raise ServiceUnreachable naming every variable of ``names`` unset or empty in ``env``."""
+    missing = [name for name in names if not env.get(name, "").strip()]
+    if missing:
+        raise ServiceUnreachable(f"not set: {', '.join(missing)} ({ENV_HINT})")
 
 
 def _scrub(text: str, env: Mapping[str, str]) -> str:
@@ -158,6 +163,7 @@ def _without_password(uri: str) -> str:
 @_one_line("PostgreSQL")
 def check_postgres(env: Mapping[str, str], timeout_s: float = 3.0) -> list[str]:
     """PostgreSQL: connect as ``$CT_PG_USER`` to ``$CT_PG_DB`` and run ``SELECT 1``."""
+    _need(env, PG_HOST_ENV, PG_PORT_ENV, PG_USER_ENV, PG_PASSWORD_ENV, PG_DB_ENV)
     import psycopg2
 
     host, port = env[PG_HOST_ENV].strip(), _port(env, PG_PORT_ENV)
@@ -208,6 +214,7 @@ def _postgres_error(where: str, user: str, database: str, text: str) -> str:
 @_one_line("Celery broker")
 def check_broker(env: Mapping[str, str], timeout_s: float = 3.0) -> list[str]:
     """Celery broker: Redis ``PING`` on ``$CT_CELERY_BROKER`` (and ``$CT_CELERY_BACKEND``)."""
+    _need(env, BROKER_ENV)
     lines = [_ping("Celery broker", BROKER_ENV, env[BROKER_ENV].strip(), timeout_s)]
     backend = env.get(BACKEND_ENV, "").strip()
     if backend:
@@ -276,6 +283,7 @@ def _reason(err: BaseException) -> str:
 @_one_line("S3")
 def check_s3(env: Mapping[str, str], timeout_s: float = 3.0) -> list[str]:
     """S3: ``HeadBucket`` of the bucket of ``$CT_LAKE`` (and ``$CT_S3_BUCKET``)."""
+    _need(env, LAKE_ENV)
     try:
         location = Location.parse(env[LAKE_ENV].strip())
     except LakeError as err:
@@ -333,6 +341,7 @@ def check_s3(env: Mapping[str, str], timeout_s: float = 3.0) -> list[str]:
 @_one_line("MLflow")
 def check_mlflow(env: Mapping[str, str], timeout_s: float = 3.0) -> list[str]:
     """MLflow: ``GET /health`` of the server ``$CT_MLFLOW_TRACKING_URI`` names."""
+    _need(env, TRACKING_URI_ENV)
     uri = env[TRACKING_URI_ENV].strip()
     try:
         check_tracking_uri(uri)

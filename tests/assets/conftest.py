@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from ct_engine.tiny import FAMILY_HOOKS, TinyModelSpec, build_random_transcoders, build_tiny_model
+from tests.mlflowserver import mlflow_server  # noqa: F401 - one server for the session
 
 PROMPTS = [
     "the capital of Texas is Austin and the",

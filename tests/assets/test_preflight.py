@@ -145,6 +145,10 @@ def test_missing_variables_are_named_in_one_line():
     assert message.startswith("not set: CT_PG_PASSWORD, CT_CELERY_BROKER, CT_LAKE (")
     assert "scripts/services.sh up" in message
     assert _refused(check_services, {}).startswith("not set: " + ", ".join(REQUIRED))
+    assert _refused(check_s3, {}).startswith("not set: CT_LAKE (")
+    assert _refused(check_postgres, {"CT_PG_HOST": "h"}).startswith(
+        "not set: CT_PG_PORT, CT_PG_USER, CT_PG_PASSWORD, CT_PG_DB ("
+    )
 
 
 @pytest.mark.parametrize(
@@ -276,6 +280,12 @@ def test_refused_s3_credentials_never_show_the_secret(s3_server):  # noqa: F811
         f"S3 at {s3_server.endpoint} refused access to bucket {bucket!r} (HTTP 403): check "
         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     )
+
+
+@pytest.mark.slow
+def test_a_running_mlflow_server_answers(mlflow_server):
+    env = team_env(CT_MLFLOW_TRACKING_URI=mlflow_server + "/")
+    assert check_mlflow(env) == [f"MLflow at {mlflow_server}/: ok"]
 
 
 def test_a_server_that_is_not_mlflow(s3_server):  # noqa: F811

@@ -5,12 +5,10 @@ metadata and a failed check, and nothing hangs."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -30,7 +28,6 @@ from ct_lake.config import TRACKING_URI_ENV, LakehouseConfig, load_config
 from ct_lake.keys import prompt_key
 from ct_lake.lake import Lake
 from ct_lake.prompts import register_prompts
-from tests.s3server import free_port
 
 from .conftest import PROMPTS, write_config
 
@@ -187,58 +184,12 @@ def test_the_run_key_is_the_same_in_another_process():
     assert run_key("r|a", "", "") != run_key("r", "a|", "")  # fields do not run together
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """``mlflow server`` on 127.0.0.1 with a sqlite store and served artifacts."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root}/mlflow.db",
-            "--serve-artifacts",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-        start_new_session=True,  # its workers form one group, stopped together
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (root / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "mlflow server did not start in 60 s"
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        yield uri
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
-        log.close()
-
-
 @pytest.mark.slow
 def test_a_retry_through_an_mlflow_server_leaves_one_finished_run(
-    mlflow_server, tmp_path, monkeypatch, artifact
+    mlflow_server,
+    tmp_path,
+    monkeypatch,
+    artifact,
 ):
     config = _config(tmp_path, mlflow_server, monkeypatch)
     left = _killed_attempt(config, {"model": "toy-world"})
