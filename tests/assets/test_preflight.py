@@ -81,9 +81,22 @@ def test_the_broker_down_is_named_without_its_password():
     assert _refused(check_broker, env) == (
         f"Celery broker (Redis) at 127.0.0.1:{port}/0 is unreachable: connection refused {HINT}"
     )
-    backend = f"redis://127.0.0.1:{free_port()}/1"
-    env = team_env(CT_CELERY_BROKER=backend.replace("/1", "/0"), CT_CELERY_BACKEND=backend)
-    assert "Celery broker (Redis)" in _refused(check_broker, env)
+
+
+def test_another_broker_transport_is_checked_for_a_listener():
+    port = free_port()
+    env = team_env(CT_CELERY_BROKER=f"amqp://ct:{PASSWORD}@127.0.0.1:{port}//")
+    assert _refused(check_broker, env) == (
+        f"Celery broker at 127.0.0.1:{port} is unreachable: connection refused {HINT}"
+    )
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        env = team_env(CT_CELERY_BROKER=f"amqp://ct:{PASSWORD}@127.0.0.1:{port}//")
+        assert check_broker(env) == [
+            f"Celery broker at 127.0.0.1:{port} (amqp): accepts connections"
+        ]
 
 
 def test_s3_down():
@@ -234,6 +247,18 @@ def test_a_running_redis_broker_and_backend_answer(redis_port):
         f"Celery result backend (Redis) at 127.0.0.1:{redis_port}/1: ok",
     ]
     assert not any(PASSWORD in line for line in lines)
+
+
+def test_a_result_backend_down_behind_a_running_broker(redis_port):
+    port = free_port()
+    env = team_env(
+        CT_CELERY_BROKER=f"redis://:{PASSWORD}@127.0.0.1:{redis_port}/0",
+        CT_CELERY_BACKEND=f"redis://:{PASSWORD}@127.0.0.1:{port}/1",
+    )
+    assert _refused(check_broker, env) == (
+        f"Celery result backend (Redis) at 127.0.0.1:{port}/1 is unreachable: "
+        f"connection refused {HINT}"
+    )
 
 
 def test_redis_refusing_the_password_is_named_without_it(redis_port):
