@@ -27,9 +27,10 @@ def load(args):
         home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.base / "dagster_home")))
         home.mkdir(parents=True, exist_ok=True)
     else:
+        os.environ.setdefault("DAGSTER_HOME", str(profile_home(profile)))
+    if profile == "team":
         from ct_assets.lib.preflight import check_services
 
-        os.environ.setdefault("DAGSTER_HOME", str(profile_home(profile)))
         check_services()
     import dagster as dg
 

@@ -30,6 +30,7 @@ environment holds.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import socket
@@ -55,6 +56,7 @@ PG_USER_ENV = "CT_PG_USER"
 PG_PASSWORD_ENV = "CT_PG_PASSWORD"
 PG_DB_ENV = "CT_PG_DB"
 S3_BUCKET_ENV = "CT_S3_BUCKET"  # Dagster's compute logs (deploy/team/dagster.yaml)
+DAGSTER_URL_ENV = "CT_DAGSTER_URL"  # the webserver that ``ct materialize`` submits runs to
 
 # What the team profile cannot run without; the rest is optional (AWS_ENDPOINT_URL unset: AWS).
 REQUIRED = (
@@ -79,7 +81,8 @@ class ServiceUnreachable(ConfigError):
 
 
 def check_services(env: Mapping[str, str] | None = None, *, timeout_s: float = 3.0) -> list[str]:
-    """Check PostgreSQL, the Celery broker, S3 and MLflow, in that order.
+    """Check PostgreSQL, the Celery broker, S3, MLflow and the Dagster webserver, in that
+    order.
 
     Args:
         env: the variables to read (default ``os.environ``).
@@ -94,12 +97,15 @@ def check_services(env: Mapping[str, str] | None = None, *, timeout_s: float = 3
             variables that are not set.
     """
     env = os.environ if env is None else env
-    _need(env, *REQUIRED)  # every missing variable in one line, before any service is asked
+    _need(
+        env, *REQUIRED, DAGSTER_URL_ENV
+    )  # every missing variable in one line, before any service is asked
     checks: list[Callable[[Mapping[str, str], float], list[str]]] = [
         check_postgres,
         check_broker,
         check_s3,
         check_mlflow,
+        check_dagster,
     ]
     return [line for check in checks for line in check(env, timeout_s)]
 
@@ -370,3 +376,25 @@ def check_mlflow(env: Mapping[str, str], timeout_s: float = 3.0) -> list[str]:
     if body != "OK":
         raise ServiceUnreachable(f"{where} answered {body[:40]!r} on /health, not OK")
     return [f"{where}: ok"]
+
+
+@_one_line("Dagster webserver")
+def check_dagster(env: Mapping[str, str], timeout_s: float = 3.0) -> list[str]:
+    """The Dagster webserver ``$CT_DAGSTER_URL``: ``GET /server_info`` names its version."""
+    _need(env, DAGSTER_URL_ENV)
+    url = env[DAGSTER_URL_ENV].strip().rstrip("/")
+    where = f"Dagster webserver at {_without_password(url)}"
+    try:
+        with urllib.request.urlopen(url + "/server_info", timeout=timeout_s) as answer:
+            info = json.loads(answer.read(4096).decode(errors="replace"))
+    except urllib.error.HTTPError as err:
+        raise ServiceUnreachable(f"{where} answered HTTP {err.code} on /server_info") from None
+    except urllib.error.URLError as err:
+        cause = err.reason if isinstance(err.reason, BaseException) else err
+        raise ServiceUnreachable(f"{where} is unreachable: {_reason(cause)} {HINT}") from None
+    except (OSError, ValueError) as err:
+        raise ServiceUnreachable(f"{where} is unreachable: {_reason(err)} {HINT}") from None
+    version = info.get("dagster_version") if isinstance(info, dict) else None
+    if not version:
+        raise ServiceUnreachable(f"{where} is not a Dagster webserver (no version on /server_info)")
+    return [f"{where}: Dagster {version}, ok"]

@@ -20,6 +20,7 @@ from ct_assets.lib.preflight import (
     REQUIRED,
     ServiceUnreachable,
     check_broker,
+    check_dagster,
     check_mlflow,
     check_postgres,
     check_s3,
@@ -48,6 +49,7 @@ def team_env(**values: str) -> dict[str, str]:
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "AKIATESTKEY",
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "CT_DAGSTER_URL": f"http://127.0.0.1:{free_port()}",
     } | values
 
 
@@ -415,6 +417,20 @@ def test_every_service_up_gives_one_line_each(postgres_port, redis_port, s3_serv
         CT_LAKE=f"s3://{bucket}/lake",
         CT_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
     )
-    lines = check_services(env)
+    checks = (check_postgres, check_broker, check_s3, check_mlflow)
+    lines = [line for check in checks for line in check(env)]
     assert [line.split(" ", 1)[0] for line in lines] == ["PostgreSQL", "Celery", "S3", "MLflow:"]
     assert all(PASSWORD not in line for line in lines)
+    # check_services asks them all, then the webserver (down here: the end-to-end test of the
+    # team profile has one running)
+    with pytest.raises(ServiceUnreachable, match="^Dagster webserver at http://127.0.0.1:"):
+        check_services(env)
+
+
+def test_dagster_webserver_down_or_not_dagster(s3_server):  # noqa: F811
+    env = team_env()
+    assert _refused(check_dagster, env) == (
+        f"Dagster webserver at {env['CT_DAGSTER_URL']} is unreachable: connection refused {HINT}"
+    )
+    other = team_env(CT_DAGSTER_URL=s3_server.endpoint)
+    assert _refused(check_dagster, other).startswith(f"Dagster webserver at {s3_server.endpoint}")
