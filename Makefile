@@ -31,6 +31,7 @@ lint: setup
 # The viewer's browser tests must run, not skip: Debian's chromium is installed when missing.
 test: lint
 	bash scripts/ensure_browser.sh
+	bash scripts/ensure_redis.sh
 	CT_REQUIRE_BROWSER=1 $(BIN)/pytest
 
 # The graph viewer on http://127.0.0.1:8041 (graphs of the lake, annotations, steering).
@@ -45,6 +46,19 @@ mlflow: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port 5000 \
 		--backend-store-uri sqlite:///$(CURDIR)/dagster_home/mlflow.db \
 		--default-artifact-root $(CURDIR)/dagster_home/mlartifacts
+
+# The team profile's services on 127.0.0.1 (PostgreSQL, Redis, S3, MLflow, Celery workers,
+# Dagster), state in .services/; then `set -a; source .services/team.env; set +a`.
+.PHONY: services services-down services-status
+services: setup
+	bash scripts/ensure_redis.sh
+	bash scripts/services.sh up
+
+services-down:
+	bash scripts/services.sh down
+
+services-status:
+	bash scripts/services.sh status
 
 # The side-by-side runs circuit-tracer 0.5.0 from its own venv: benchmarks/setup_reference.sh.
 bench: setup
