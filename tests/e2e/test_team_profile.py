@@ -237,7 +237,7 @@ def _assert_killed_step_was_retried(services) -> None:
                 if event is None:
                     continue
                 if event.event_type_value == "STEP_UP_FOR_RETRY":
-                    retried.append(record.user_message)
+                    retried.append(event.step_retry_data.error.message)
                 if event.event_type_value == "STEP_RESTARTED":
                     restarted.append(event.step_key)
         assert any("lost its Celery worker" in m for m in retried), retried
