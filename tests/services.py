@@ -32,11 +32,13 @@ SCRIPT = REPO / "scripts" / "services.sh"
 PORT_VARS = ("CT_PG_PORT", "CT_REDIS_PORT", "CT_S3_PORT", "CT_MLFLOW_PORT", "CT_DAGSTER_PORT")
 UP_TIMEOUT_S = 600  # every service, on a busy machine (MLflow's first start migrates its tables)
 
-# Runs `services.sh down` when its stdin closes without a word: the test process died.
+# Runs `services.sh down` and removes the services folder when its stdin closes without a
+# word: the test process died.
 _WATCHDOG = """
-import subprocess, sys
+import shutil, subprocess, sys
 if sys.stdin.read() != "done":
-    subprocess.run(["bash", sys.argv[1], "down"], stdout=subprocess.DEVNULL, timeout=300)
+    subprocess.run(["bash", sys.argv[1], "down"], stdout=subprocess.DEVNULL, timeout=1200)
+    shutil.rmtree(sys.argv[2], ignore_errors=True)
 """
 
 
@@ -93,11 +95,13 @@ class TeamServices:
     """``scripts/services.sh`` on its own folder and ports.
 
     ``dir``: the services folder (``CT_SERVICES_DIR``); ``ports``: ``{CT_PG_PORT: port, ...}``;
-    ``workers``: how many Celery workers ``up`` starts.
+    ``workers``: how many Celery workers ``up`` starts; ``extra_env``: more variables for
+    ``services.sh`` (e.g. ``CT_CELERY_APP``).
     """
 
     def __init__(self, dir: Path, ports: dict[str, int], workers: int = 2):
         self.dir, self.ports, self.workers = dir, ports, workers
+        self.extra_env: dict[str, str] = {}
         self._watchdog: subprocess.Popen | None = None
 
     @classmethod
@@ -112,6 +116,7 @@ class TeamServices:
         env = {k: v for k, v in os.environ.items() if k not in PORT_VARS}
         env.update({name: str(port) for name, port in self.ports.items()})
         env.update(CT_SERVICES_DIR=str(self.dir), CT_WORKERS=str(self.workers))
+        env.update(self.extra_env)
         return env
 
     def run(self, *args: str, timeout: float = UP_TIMEOUT_S) -> subprocess.CompletedProcess:
@@ -149,7 +154,7 @@ class TeamServices:
     def watch(self) -> None:
         """Start the watchdog that runs ``down`` if this process dies before :meth:`close`."""
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(SCRIPT)],
+            [sys.executable, "-c", _WATCHDOG, str(SCRIPT), str(self.dir)],
             stdin=subprocess.PIPE,
             env=self.environ(),
             cwd=REPO,

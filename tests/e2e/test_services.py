@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -71,6 +72,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def pg_rows(env: dict[str, str], sql: str, password: str | None = None) -> list[tuple]:
     """Rows of ``sql`` in the ``dagster`` database, as team.env's user (committed)."""
     import psycopg2
@@ -127,6 +139,7 @@ class HttpServer:
 def services() -> Iterator[TeamServices]:
     """A fresh services folder and ports; ``down`` and removal at the end."""
     services = TeamServices.fresh(workers=2)
+    services.watch()
     try:
         yield services
     finally:
@@ -193,9 +206,8 @@ def test_up_is_idempotent_and_down_stops_only_its_services(services, bystander):
     secrets = (env["CT_PG_PASSWORD"], env["AWS_SECRET_ACCESS_KEY"])
     for output in (up.stdout + up.stderr, again.stdout, status.stdout):
         assert not any(secret in output for secret in secrets)
-    for pid in pids.values():
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        assert not any(secret in cmdline for secret in secrets)
+    for pid in all_pids():
+        assert not any(secret.encode() in cmdline(pid) for secret in secrets), pid
 
     down = services.run("down")
     assert down.returncode == 0, down.stderr
@@ -223,6 +235,33 @@ def test_up_refuses_a_port_taken_by_another_process(services, bystander):
     assert f"port {bystander.port} on 127.0.0.1" in lines[0]
     assert services.pid("redis") is None
     assert bystander.answers()
+
+
+def test_a_service_that_exits_while_starting_is_one_line_and_leaves_nothing(services):
+    services.extra_env["CT_CELERY_APP"] = "ct_no_such_module"
+    result = services.run("up", "redis", "workers")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    match = re.fullmatch(r"(worker[12]): exited while starting \(broker (.*)\); see (.*)", lines[0])
+    assert match, lines[0]
+    assert match[2] == f"{HOST}:{services.ports['CT_REDIS_PORT']}"
+    assert match[3] == str(services.dir / "logs" / f"{match[1]}.log")
+    assert "ct_no_such_module" in Path(match[3]).read_text()
+    assert services.worker_pids() == {}
+    assert not [pid for pid in all_pids() if b"ct_no_such_module" in cmdline(pid)]
+    assert services.pid("redis") is not None  # what did start stays up, for the next `up`
+
+
+def test_a_service_needs_the_ones_it_uses(services):
+    result = services.run("up", "mlflow")
+    assert result.returncode == 1
+    port = services.ports["CT_PG_PORT"]
+    assert result.stderr.strip().splitlines() == [
+        f"mlflow: needs postgres on {HOST}:{port}, which is not running "
+        "(scripts/services.sh up postgres)"
+    ]
+    assert services.pid("mlflow") is None
 
 
 def test_down_leaves_a_process_whose_pid_file_is_stale(services, bystander):
@@ -300,8 +339,7 @@ def test_every_service_and_worker_runs_and_answers(team_services):
     secrets = (env["CT_PG_PASSWORD"], env["AWS_SECRET_ACCESS_KEY"])
     for name in ALL_PROCESSES:
         assert not any(secret in team_services.log(name) for secret in secrets), name
-    for fields in table.values():
-        cmdline = Path(f"/proc/{fields[1]}/cmdline").read_bytes().decode(errors="replace")
-        assert not any(secret in cmdline for secret in secrets)
+    for pid in all_pids():  # the services, their children, and anything else
+        assert not any(secret.encode() in cmdline(pid) for secret in secrets), pid
     for var in ("CT_PG_PORT", "CT_REDIS_PORT", "CT_S3_PORT", "CT_MLFLOW_PORT", "CT_DAGSTER_PORT"):
         assert listening_addresses(int(env[var])) == {HOST}, var
