@@ -91,6 +91,7 @@ rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 
 declare -A TEAM=()
 team_values() { # fill TEAM; the password and keys come from team.env or are generated here
+    HAD_PASSWORD=${SAVED[CT_PG_PASSWORD]:+yes}
     TEAM=(
         [CT_PROFILE]=team
         [DAGSTER_HOME]=$DAGSTER_HOME_DIR
@@ -125,7 +126,6 @@ write_team_env() { # atomically, mode 0600 from the start
     tmp=$(mktemp "$DIR/.team.env.XXXXXX")
     chmod 600 "$tmp"
     {
-        echo "# The team profile's environment, written by scripts/services.sh up (keep it secret)."
         for key in "${ENV_KEYS[@]}"; do
             printf '%s=%q\n' "$key" "${TEAM[$key]}"
         done
@@ -291,8 +291,9 @@ sys.exit(1)' "$1"
 http_ok() { curl -fsS -o /dev/null --max-time 3 "$1" 2>/dev/null; }
 
 pg_query() { # SQL [DB]: one query as user ct over TCP (the password from the environment)
-    PGPASSWORD=${TEAM[CT_PG_PASSWORD]} PGCONNECT_TIMEOUT=3 "${PSQL:=$(pg_bin psql)}" -h "$HOST" -p "$PG_PORT" \
-        -U "$PG_USER" -d "${2:-postgres}" -X -q -t -A -v ON_ERROR_STOP=1 -c "$1"
+    PGPASSWORD=${TEAM[CT_PG_PASSWORD]} PGCONNECT_TIMEOUT=3 "${PSQL:=$(pg_bin psql)}" \
+        -h "$HOST" -p "$PG_PORT" -U "$PG_USER" -d "${2:-postgres}" -X -q -t -A \
+        -v ON_ERROR_STOP=1 -c "$1"
 }
 
 answers() { # NAME: the service answers a real request
@@ -303,7 +304,7 @@ answers() { # NAME: the service answers a real request
         mlflow) http_ok "http://$HOST:$MLFLOW_PORT/health" ;;
         dagster-webserver) http_ok "http://$HOST:$DAGSTER_PORT/server_info" ;;
         dagster-daemon) daemon_healthy ;;
-        worker*) workers_answer "$1" 1 >/dev/null 2>&1 ;;
+        worker*) workers_answer 1 "$1" >/dev/null 2>&1 ;;
     esac
 }
 
@@ -363,7 +364,8 @@ fail_start() { # NAME WHY: stop what was just started, print one line, exit 1
     stop_proc "$1" quiet || true
     # Another process can take the port between the check and the bind.
     if tail -n 20 "$(logfile "$1")" 2>/dev/null | grep -qi "address already in use"; then
-        die "$1: port $(port_of "$1") on $HOST was taken by another process while it started; see $(logfile "$1")"
+        die "$1: port $(port_of "$1") on $HOST was taken by another process while it" \
+            "started; see $(logfile "$1")"
     fi
     die "$1: $2 on $(address "$1"); see $(logfile "$1")"
 }
@@ -391,7 +393,8 @@ check_port() { # NAME: its port is free (call only when NAME is not running)
     local port
     port=$(port_of "$1")
     if port_taken "$port"; then
-        die "$1: port $port on $HOST is in use by something scripts/services.sh did not start (free it, or choose another port in the environment)"
+        die "$1: port $port on $HOST is in use by something scripts/services.sh did not start" \
+            "(free it, or choose another port in the environment)"
     fi
 }
 
@@ -400,7 +403,8 @@ require() { # NAME DEPENDENCY...: each dependency is running and answers
     shift
     for dep in "$@"; do
         if ! running_pid "$dep" >/dev/null || ! answers "$dep"; then
-            die "$name: needs $dep on $(address "$dep"), which is not running (scripts/services.sh up $dep)"
+            die "$name: needs $dep on $(address "$dep"), which is not running" \
+                "(scripts/services.sh up $dep)"
         fi
     done
 }
@@ -420,7 +424,10 @@ pg_bin() { # NAME: a PostgreSQL program, from the newest server installed (or $C
             found=$(command -v "$1" || true)
         fi
     fi
-    [ -n "$found" ] && [ -x "$found" ] || die "postgres: $1 not found (install PostgreSQL's server, or set CT_PG_BIN to its bin folder)"
+    if [ -z "$found" ] || [ ! -x "$found" ]; then
+        die "postgres: $1 not found (install PostgreSQL's server, or set CT_PG_BIN to its" \
+            "bin folder)"
+    fi
     echo "$found"
 }
 
@@ -439,13 +446,16 @@ up_postgres() {
     INITDB=$(pg_bin initdb)
     PG_CTL=$(pg_bin pg_ctl)
     if [ "$(id -u)" = 0 ]; then
-        id postgres >/dev/null 2>&1 || die "postgres: running as root needs a 'postgres' user to run the server"
+        id postgres >/dev/null 2>&1 ||
+            die "postgres: running as root needs a 'postgres' user to run the server"
         runuser -u postgres -- test -x "$DIR" ||
-            die "postgres: the postgres user cannot reach $DIR (a parent folder is closed): set CT_SERVICES_DIR elsewhere"
+            die "postgres: the postgres user cannot reach $DIR (a parent folder is closed):" \
+                "set CT_SERVICES_DIR elsewhere"
     fi
     local socket_path="$sockets/.s.PGSQL.$PG_PORT"
     [ ${#socket_path} -le 100 ] ||
-        die "postgres: the socket path $socket_path is too long for a Unix socket: set a shorter CT_SERVICES_DIR"
+        die "postgres: the socket path $socket_path is too long for a Unix socket:" \
+            "set a shorter CT_SERVICES_DIR"
     touch "$log"
     own_pg "$log"
     if [ ! -f "$data/PG_VERSION" ]; then
@@ -478,6 +488,7 @@ EOF
     own_pg "$data/ct_services.conf"
     local timeout=${TIMEOUT_OVERRIDE:-60}
     echo "--- $(date -u '+%Y-%m-%dT%H:%M:%SZ') services.sh starts postgres" >>"$log"
+    # shellcheck disable=SC2094 # pg_ctl and the server both append to the one log
     if ! as_pg "$PG_CTL" -D "$data" -l "$log" -w -t "$timeout" start >>"$log" 2>&1; then
         pid=$(head -n1 "$data/postmaster.pid" 2>/dev/null || true)
         [[ $pid =~ ^[0-9]+$ ]] && echo "$pid" >"$(pidfile postgres)"
@@ -519,8 +530,9 @@ up_mlflow() {
     require mlflow postgres s3
     # The backend store URI (with the password) goes through the environment, not the command
     # line, so that `ps` does not show it.
+    local store="postgresql://$PG_USER:${TEAM[CT_PG_PASSWORD]}@$HOST:$PG_PORT/mlflow"
     EXTRA_ENV=(
-        "MLFLOW_BACKEND_STORE_URI=postgresql://$PG_USER:${TEAM[CT_PG_PASSWORD]}@$HOST:$PG_PORT/mlflow"
+        "MLFLOW_BACKEND_STORE_URI=$store"
         "MLFLOW_S3_ENDPOINT_URL=${TEAM[AWS_ENDPOINT_URL]}"
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
     )
@@ -563,7 +575,10 @@ print(f"{GPU_QUEUE},{CPU_QUEUE}")')
     case $rc in
         0) ;;
         3) fail_workers "$pending" "exited while starting" "${started[@]}" ;;
-        4) fail_workers "${pending%% *}" "did not answer a ping within ${timeout} s" "${started[@]}" ;;
+        4)
+            fail_workers "${pending%% *}" "did not answer a ping within ${timeout} s" \
+                "${started[@]}"
+            ;;
         *) fail_workers "${started[0]}" "could not be pinged through the broker" "${started[@]}" ;;
     esac
 }
@@ -577,8 +592,9 @@ fail_workers() { # NAME WHY STARTED...: stop the workers just started, one line 
 
 up_dagster() { # NAME...: dagster-daemon and/or dagster-webserver
     require dagster postgres s3
-    [ -f "$WORKSPACE" ] && [ -f "$DAGSTER_HOME_DIR/dagster.yaml" ] ||
+    if [ ! -f "$WORKSPACE" ] || [ ! -f "$DAGSTER_HOME_DIR/dagster.yaml" ]; then
         die "dagster: $DAGSTER_HOME_DIR needs dagster.yaml and workspace.yaml"
+    fi
     mkdir -p "$DIR/dagster"
     local name
     for name in "$@"; do
@@ -604,54 +620,53 @@ procs_of() { # SERVICE [all]: the processes (pid file names) of a service
 }
 
 cmd_up() {
-    local service name todo t0 pid
+    local service name pid t0 fresh waiting
+    local -A state=()
     mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/lake-cache"
     team_values
+    if [ -f "$DIR/postgres/PG_VERSION" ] && [ -z "$HAD_PASSWORD" ]; then
+        die "postgres: $DIR/postgres has the password of a team.env that is gone:" \
+            "restore $DIR/team.env, or move $DIR/postgres away to start afresh"
+    fi
     write_team_env
+    # First what runs already (it stays) and whether the others' ports are free: a taken port
+    # stops `up` before it starts anything.
     for service in "$@"; do
-        # Whatever is running already stays; the others need their ports free.
-        todo=()
         for name in $(procs_of "$service"); do
             if pid=$(running_pid "$name") && answers "$name"; then
-                line "$name" running "$pid" "$(address "$name")" "(already running)"
+                state[$name]=running
             elif running_pid "$name" >/dev/null; then
-                todo+=("$name") # started, not answering yet: wait for it below
+                state[$name]=starting # started, not answering yet: waited for below
             else
                 rm -f "$(pidfile "$name")"
                 case $name in worker* | dagster-daemon) ;; *) check_port "$name" ;; esac
-                todo+=("$name")
+                state[$name]=stopped
             fi
         done
-        [ ${#todo[@]} -gt 0 ] || continue
+    done
+    for service in "$@"; do
+        fresh=()
+        waiting=()
+        for name in $(procs_of "$service"); do
+            case ${state[$name]} in
+                running) line "$name" running "$(running_pid "$name")" "$(address "$name")" \
+                    "(already running)" ;;
+                starting) waiting+=("$name") ;;
+                stopped) fresh+=("$name") ;;
+            esac
+        done
+        [ $((${#fresh[@]} + ${#waiting[@]})) -gt 0 ] || continue
         t0=$SECONDS
-        case $service in
-            workers)
-                local fresh=() waiting=()
-                for name in "${todo[@]}"; do
-                    if running_pid "$name" >/dev/null; then waiting+=("$name"); else fresh+=("$name"); fi
-                done
-                [ ${#fresh[@]} -eq 0 ] || up_workers "${fresh[@]}"
-                for name in "${waiting[@]}"; do wait_answer "$name" 120; done
-                ;;
-            dagster)
-                local fresh=()
-                for name in "${todo[@]}"; do running_pid "$name" >/dev/null || fresh+=("$name"); done
-                if [ ${#fresh[@]} -gt 0 ]; then
-                    up_dagster "${fresh[@]}"
-                else
-                    wait_answer dagster-webserver 180
-                    wait_answer dagster-daemon 120
-                fi
-                ;;
-            *)
-                if running_pid "$service" >/dev/null; then
-                    wait_answer "$service" 180
-                else
-                    "up_$service"
-                fi
-                ;;
-        esac
-        for name in "${todo[@]}"; do
+        if [ ${#fresh[@]} -gt 0 ]; then
+            case $service in
+                workers | dagster) "up_$service" "${fresh[@]}" ;;
+                *) "up_$service" ;;
+            esac
+        fi
+        for name in "${waiting[@]}"; do
+            [[ " ${fresh[*]} " == *" $name "* ]] || wait_answer "$name" 180
+        done
+        for name in "${fresh[@]}" "${waiting[@]}"; do
             line "$name" running "$(running_pid "$name")" "$(address "$name")" \
                 "(started in $((SECONDS - t0)) s)"
         done

@@ -223,17 +223,30 @@ def test_up_is_idempotent_and_down_stops_only_its_services(services, bystander):
     assert services.env()["CT_PG_PASSWORD"] == env["CT_PG_PASSWORD"]
     assert pg_rows(services.env(), "SELECT answer FROM kept") == [(42,)]
 
+    # Without its team.env, the data's password is lost: `up` says so instead of starting.
+    assert services.run("down").returncode == 0
+    env_file.unlink()
+    lost = services.run("up")
+    assert lost.returncode == 1
+    assert lost.stderr.splitlines() == [
+        f"postgres: {services.dir}/postgres has the password of a team.env that is gone: "
+        f"restore {services.dir}/team.env, or move {services.dir}/postgres away to start afresh"
+    ]
+    assert not env_file.exists()
+
 
 def test_up_refuses_a_port_taken_by_another_process(services, bystander):
+    """The ports are checked before anything starts: PostgreSQL, first in line, stays down."""
     services.ports["CT_REDIS_PORT"] = bystander.port
-    result = services.run("up", "redis")
+    result = services.run("up", "postgres", "redis")
     assert result.returncode == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("redis: ")
     assert f"port {bystander.port} on 127.0.0.1" in lines[0]
-    assert services.pid("redis") is None
+    assert list((services.dir / "pids").iterdir()) == []
+    assert not (services.dir / "postgres").exists()
     assert bystander.answers()
 
 
@@ -315,6 +328,14 @@ def test_every_service_and_worker_runs_and_answers(team_services):
         "worker1": int(table["worker1"][1]),
         "worker2": int(table["worker2"][1]),
     }
+
+    # A second `up` finds everything answering and leaves it as it is.
+    again = team_services.up()
+    lines = status_lines(again.stdout)
+    assert {name: fields[1] for name, fields in lines.items()} == {
+        name: fields[1] for name, fields in table.items()
+    }
+    assert again.stdout.count("(already running)") == len(ALL_PROCESSES)
 
     env = team_services.env()
     assert http_get(f"{env['CT_MLFLOW_TRACKING_URI']}/health")[0] == 200
