@@ -5,17 +5,29 @@ This is ``python -m moto.server`` (same arguments), with one change: moto checks
 could both pass the check; S3 does both at once, and Delta commits rely on it. A lock around
 object creation (PUT, multipart completion) makes moto as strict as S3.
 
-Objects live in the server's memory: they are gone when it stops. The lake tests
-(``tests/s3server.py``) and the team profile's services (``scripts/services.sh``) run it.
+Objects live in the server's memory. With ``--state FILE`` they also outlive it: the server
+loads FILE at start, saves its S3 buckets there when it is stopped (SIGTERM or SIGINT), and
+every ``--save-every`` seconds (default 30) while requests change them. A save writes a new
+file and renames it over FILE, so a server killed while saving leaves the previous state.
+FILE is a pickle: only this server's own file belongs there. The lake tests
+(``tests/s3server.py``) run it without a state; the team profile's services
+(``scripts/services.sh``) run it with one.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import pickle
+import signal
 import sys
 import threading
+from pathlib import Path
 
+import moto.server
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
 from moto.s3.responses import S3Response
-from moto.server import main
 
 _create = threading.Lock()
 
@@ -30,6 +42,76 @@ def _serialized(method):
 
 S3Response.put_object = _serialized(S3Response.put_object)
 S3Response._key_response_post = _serialized(S3Response._key_response_post)
+
+# Requests that read; any other method may change the buckets.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class State:
+    """The S3 buckets of moto's default account, saved to and loaded from ``path``."""
+
+    def __init__(self, path: Path, save_every: float):
+        self.path, self.save_every = path, save_every
+        self.changed = threading.Event()
+        self._saving = threading.Lock()
+
+    def load(self) -> None:
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                s3_backends[DEFAULT_ACCOUNT_ID]["aws"] = pickle.load(f)
+
+    def save(self) -> None:
+        with self._saving:
+            with _create:  # no object is half created while the buckets are copied
+                self.changed.clear()
+                data = pickle.dumps(s3_backends[DEFAULT_ACCOUNT_ID]["aws"])
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+
+    def save_while_changing(self) -> None:
+        while True:
+            self.changed.wait()
+            threading.Event().wait(self.save_every)
+            self.save()
+
+    def serve(self, run_simple):
+        """``run_simple`` that marks changes, saves on a timer and when stopped."""
+
+        def run(host, port, app, **kwargs):
+            def marking(environ, start_response):
+                if environ.get("REQUEST_METHOD") not in _READS:
+                    self.changed.set()
+                return app(environ, start_response)
+
+            def stop(signum, frame):
+                self.save()
+                sys.exit(0)
+
+            # After moto's own handlers, which exit without saving.
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            threading.Thread(target=self.save_while_changing, daemon=True).start()
+            return run_simple(host, port, marking, **kwargs)
+
+        return run
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--state", type=Path, help="load and save the S3 buckets in this file")
+    parser.add_argument("--save-every", type=float, default=30.0, metavar="SECONDS")
+    args, moto_args = parser.parse_known_args(argv)
+    if args.state is not None:
+        state = State(args.state, args.save_every)
+        state.load()
+        moto.server.run_simple = state.serve(moto.server.run_simple)
+    sys.argv[1:] = moto_args  # moto reads sys.argv when its own list is empty
+    moto.server.main(moto_args)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -195,6 +195,7 @@ def test_up_is_idempotent_and_down_stops_only_its_services(services, bystander):
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [env["CT_S3_BUCKET"]]
+    s3.put_object(Bucket=env["CT_S3_BUCKET"], Key="lake/kept.txt", Body=b"still here")
 
     # A second `up` leaves the running services alone.
     pids = {name: services.pid(name) for name in ports}
@@ -218,10 +219,13 @@ def test_up_is_idempotent_and_down_stops_only_its_services(services, bystander):
     table = status_lines(services.run("status").stdout)
     assert all(fields[0] == "stopped" for fields in table.values())
 
-    # The data stays: the next `up` has the same password and PostgreSQL's rows.
-    services.up("postgres")
-    assert services.env()["CT_PG_PASSWORD"] == env["CT_PG_PASSWORD"]
-    assert pg_rows(services.env(), "SELECT answer FROM kept") == [(42,)]
+    # The data stays: the next `up` has the same password and keys, PostgreSQL's rows and the
+    # S3 objects.
+    services.up("postgres", "s3")
+    assert services.env() == env
+    assert pg_rows(env, "SELECT answer FROM kept") == [(42,)]
+    kept = s3.get_object(Bucket=env["CT_S3_BUCKET"], Key="lake/kept.txt")
+    assert kept["Body"].read() == b"still here"
 
     # Without its team.env, the data's password is lost: `up` says so instead of starting.
     assert services.run("down").returncode == 0
