@@ -34,6 +34,7 @@ VENV=${CT_VENV:-$REPO/.venv}
 PY=$VENV/bin/python
 HOST=127.0.0.1
 ALL=(postgres redis s3 mlflow workers dagster)
+COMMAND=${1:-}
 PG_USER=ct
 BUCKET=ct-lake
 CELERY_APP=${CT_CELERY_APP:-ct_assets.lib.celery_worker}
@@ -71,9 +72,14 @@ if [ -r "$DIR/team.env" ]; then
     done <"$DIR/team.env"
 fi
 
-setting() { # NAME DEFAULT: $NAME from the environment, else team.env, else DEFAULT
+setting() { # NAME DEFAULT: for `up`, $NAME from the environment, else team.env, else DEFAULT;
+    # for `status` and `down`, team.env first (where the running services are)
     local from_env=${!1:-}
-    echo "${from_env:-${SAVED[$1]:-$2}}"
+    if [ "$COMMAND" != up ] && [ -n "${SAVED[$1]:-}" ]; then
+        echo "${SAVED[$1]}"
+    else
+        echo "${from_env:-${SAVED[$1]:-$2}}"
+    fi
 }
 
 PG_PORT=$(setting CT_PG_PORT 54329)
@@ -253,6 +259,16 @@ start_bg() { # NAME COMMAND...: start COMMAND in its own session with team.env; 
 }
 
 # --- addresses, ports, readiness -------------------------------------------------------------
+
+port_var() { # NAME: the variable of its port
+    case $1 in
+        postgres) echo CT_PG_PORT ;;
+        redis | worker*) echo CT_REDIS_PORT ;;
+        s3) echo CT_S3_PORT ;;
+        mlflow) echo CT_MLFLOW_PORT ;;
+        dagster*) echo CT_DAGSTER_PORT ;;
+    esac
+}
 
 port_of() {
     case $1 in
@@ -632,7 +648,21 @@ cmd_up() {
         die "postgres: $DIR/postgres has the password of a team.env that is gone:" \
             "restore $DIR/team.env, or move $DIR/postgres away to start afresh"
     fi
+    # A running service keeps its port until it is stopped: team.env must keep saying where.
+    local var
+    for service in "${ALL[@]}"; do
+        for name in $(procs_of "$service" all); do
+            case $name in worker* | dagster-daemon) continue ;; esac # they listen on no port
+            var=$(port_var "$name")
+            if running_pid "$name" >/dev/null && [ -n "${SAVED[$var]:-}" ] &&
+                [ "${SAVED[$var]}" != "$(port_of "$name")" ]; then
+                die "$name: runs on $HOST:${SAVED[$var]}, not on the $var=$(port_of "$name")" \
+                    "asked for: scripts/services.sh down $service first"
+            fi
+        done
+    done
     write_team_env
+    mkdir -p "$DIR/dagster"
     # First what runs already (it stays) and whether the others' ports are free: a taken port
     # stops `up` before it starts anything.
     for service in "$@"; do
@@ -700,7 +730,6 @@ cmd_status() {
 # --- main ------------------------------------------------------------------------------------
 
 [ $# -ge 1 ] || usage
-command=$1
 shift
 services=()
 for service in "$@"; do
@@ -720,7 +749,7 @@ lock() { # one `up` or `down` at a time on a services folder
     flock -w 900 9 || die "services: another scripts/services.sh holds $DIR/.lock"
 }
 
-case $command in
+case $COMMAND in
     up)
         lock
         cmd_up "${services[@]}"

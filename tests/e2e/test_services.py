@@ -203,6 +203,20 @@ def test_up_is_idempotent_and_down_stops_only_its_services(services, bystander):
     assert {name: int(fields[1]) for name, fields in status_lines(again.stdout).items()} == pids
     assert "already running" in again.stdout
 
+    # Another port for a running service: `up` refuses, `status` still shows where it runs.
+    old_port = services.ports["CT_REDIS_PORT"]
+    services.ports["CT_REDIS_PORT"] = free_ports(1)[0]
+    moved = services.run("up", "redis")
+    assert moved.returncode == 1
+    assert moved.stderr.splitlines() == [
+        f"redis: runs on {HOST}:{old_port}, not on the "
+        f"CT_REDIS_PORT={services.ports['CT_REDIS_PORT']} asked for: "
+        "scripts/services.sh down redis first"
+    ]
+    assert status_lines(services.run("status").stdout)["redis"][2] == f"{HOST}:{old_port}"
+    assert services.env() == env
+    services.ports["CT_REDIS_PORT"] = old_port
+
     # The password and keys never show: not in the output, not on a command line.
     secrets = (env["CT_PG_PASSWORD"], env["AWS_SECRET_ACCESS_KEY"])
     for output in (up.stdout + up.stderr, again.stdout, status.stdout):
