@@ -177,13 +177,19 @@ class TeamServices:
         return result
 
     def close(self) -> None:
-        """``down``, then the folder goes (the watchdog is told all is done)."""
+        """``down``, then the folder goes. If ``down`` fails, the watchdog tries it again."""
+        stopped = False
         try:
-            self.run("down", timeout=300)
+            stopped = self.run("down", timeout=300).returncode == 0
         finally:
-            if self._watchdog is not None:
+            if self._watchdog is None:
+                if stopped:
+                    shutil.rmtree(self.dir, ignore_errors=True)
+            elif stopped:
                 self._watchdog.communicate("done", timeout=30)
-            shutil.rmtree(self.dir, ignore_errors=True)
+                shutil.rmtree(self.dir, ignore_errors=True)
+            else:
+                self._watchdog.stdin.close()  # it runs `down` and removes the folder
 
 
 @pytest.fixture(scope="session")
