@@ -18,7 +18,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
+import psycopg2
 import pytest
+import redis
+from celery import Celery
 
 from tests.services import TeamServices, free_ports
 
@@ -85,8 +89,6 @@ def cmdline(pid: int) -> bytes:
 
 def pg_rows(env: dict[str, str], sql: str, password: str | None = None) -> list[tuple]:
     """Rows of ``sql`` in the ``dagster`` database, as team.env's user (committed)."""
-    import psycopg2
-
     conn = psycopg2.connect(
         host=env["CT_PG_HOST"],
         port=int(env["CT_PG_PORT"]),
@@ -176,10 +178,6 @@ def test_up_is_idempotent_and_down_stops_only_its_services(services, bystander):
     env = services.env()
     assert env["CT_PROFILE"] == "team"
     assert env["CT_PG_PORT"] == str(services.ports["CT_PG_PORT"])
-    import boto3
-    import psycopg2
-    import redis
-
     assert {"dagster", "mlflow"} <= {
         row[0] for row in pg_rows(env, "SELECT datname FROM pg_database")
     }
@@ -359,8 +357,6 @@ def test_every_service_and_worker_runs_and_answers(team_services):
     assert http_get(f"{env['CT_MLFLOW_TRACKING_URI']}/health")[0] == 200
     assert http_get(f"{env['CT_DAGSTER_URL']}/server_info")[0] == 200
     # Each worker answers Celery's ping through the broker, by its name.
-    from celery import Celery
-
     replies = Celery(broker=env["CT_CELERY_BROKER"]).control.ping(timeout=2.0)
     assert {node.split("@")[0] for reply in replies for node in reply} == {"worker1", "worker2"}
     # The webserver and the daemon share the PostgreSQL instance: the daemon's heartbeats show.
