@@ -203,6 +203,11 @@ def test_team_profile_survives_a_killed_worker_and_equals_the_local_run(
     for text in [output, *outputs]:
         assert not any(s in text for s in secrets)
 
+    # `up` brings the killed worker back (the session's other tests use both workers).
+    restarted = services.up("workers")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert set(services.worker_pids()) == {"worker1", "worker2"}
+
 
 def _overlapping_files(prompts: list[str], tmp_path: Path) -> list[Path]:
     paths = []
