@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,16 +23,10 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = REPO / "scripts" / "services.sh"
+sys.path.insert(0, str(REPO))  # the tests' services helper
 CT = str(Path(sys.executable).with_name("ct"))
 RESULTS = REPO / "benchmarks" / "results" / "team.md"
 SUBMIT_PREFIX = "Submitting the Celery task of step"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prompts(n: int = 20) -> list[str]:
@@ -42,19 +35,6 @@ def prompts(n: int = 20) -> list[str]:
 
     texts = sorted({p.prompt for p in person_prompts(load_world())})
     return texts[:: max(1, len(texts) // n)][:n]
-
-
-def read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            env[name.strip()] = value.strip().strip("'\"")
-    return env
-
-
-def services(command: str, *names: str, env: dict[str, str]) -> None:
-    subprocess.run(["bash", str(SERVICES), command, *names], env=env, check=True)
 
 
 def timed_materialize(args: list[str], env: dict[str, str]) -> float:
@@ -83,7 +63,7 @@ def step_stats(instance, since: float) -> dict:
             event, t = record.dagster_event, record.timestamp
             message = record.user_message or ""
             if message.startswith(SUBMIT_PREFIX) and record.step_key:
-                submitted.setdefault(record.step_key, t)
+                submitted[record.step_key] = t
             if event is None or not event.step_key:
                 continue
             if event.event_type_value in ("STEP_START", "STEP_RESTARTED"):
@@ -95,7 +75,11 @@ def step_stats(instance, since: float) -> dict:
             elif event.event_type_value == "STEP_SUCCESS":
                 per_graph = (t - started[event.step_key]) / max(1, graphs[event.step_key])
                 duration[event.step_key].append(per_graph)
-    return {"runs": len(runs), "dispatch": dispatch, "duration": dict(duration)}
+    return {
+        "runs": len(runs),
+        "dispatch": dispatch,
+        "duration": dict(duration),
+    }
 
 
 def _dt(timestamp: float):
@@ -136,26 +120,21 @@ def main() -> None:
     with dg.DagsterInstance.from_config(local_env["DAGSTER_HOME"]) as instance:
         local_stats = step_stats(instance, since)
 
-    # The team profile: services on free ports in a temporary folder.
-    svc_env = dict(
-        base,
-        CT_SERVICES_DIR=str(work / "services"),
-        CT_WORKERS="1",
-        **{
-            f"CT_{name}_PORT": str(free_port())
-            for name in ("PG", "REDIS", "S3", "MLFLOW", "DAGSTER")
-        },
-    )
+    # The team profile: services on free ports in a temporary folder (the tests' helper).
+    from tests.services import TeamServices
+
+    svc = TeamServices.fresh(workers=1)
     team = {}
     try:
-        services("up", env=svc_env)
-        team_env = dict(base, **read_env(work / "services" / "team.env"))
+        svc.up()
+        team_env = dict(base, **svc.env())
         # A first command registers the model's assets and the experiment for both timings.
         timed_materialize(["--prompt", texts[0], "--prompt-set", "demo"], team_env)
         for workers in (1, 2):
             if workers == 2:
-                services("down", "workers", env=svc_env)
-                services("up", "workers", env=dict(svc_env, CT_WORKERS="2"))
+                svc.run("down", "workers")
+                svc.workers = 2
+                svc.up("workers")
             since = time.time()
             wall = timed_materialize(
                 [
@@ -171,7 +150,7 @@ def main() -> None:
             with dg.DagsterInstance.from_config(team_env["DAGSTER_HOME"]) as instance:
                 team[workers] = {"wall": wall, **step_stats(instance, since)}
     finally:
-        subprocess.run(["bash", str(SERVICES), "down"], env=svc_env)
+        svc.close()
     load_after = os.getloadavg()
     write(texts, args.partitions_per_run, local_s, local_stats, team, load_before, load_after)
 
@@ -192,7 +171,7 @@ def write(texts, per_run, local_s, local_stats, team, load_before, load_after) -
         f"{', '.join(f'{x:.2f}' for x in load_before)}; after: "
         f"{', '.join(f'{x:.2f}' for x in load_after)}.",
         "",
-        "| profile | workers | wall s | graphs/min | graph runs | mean dispatch s |",
+        "| profile | workers | wall s | graphs/min | graph runs | dispatch s |",
         "|---|---:|---:|---:|---:|---:|",
         f"| local (in-process) | – | {local_s:.1f} | {60 * n / local_s:.1f} | {local_runs} | – |",
     ]
@@ -203,8 +182,9 @@ def write(texts, per_run, local_s, local_stats, team, load_before, load_after) -
         )
     lines += [
         "",
-        "Dispatch: from the executor's submission of a step to its start on a worker (queue, "
-        "task start, plan and resources).",
+        "Dispatch, per step (mean): from the executor's submission of the step's Celery task "
+        "to the step's start on a worker: waiting for a free worker, then the worker's setup "
+        "(the job's code and execution plan, resources, the step's first events).",
         "",
         "Step time per graph, by asset (s: STEP_START → STEP_SUCCESS divided by the graphs the "
         "step materialized; mean over the steps):",

@@ -5,11 +5,13 @@ This is ``python -m moto.server`` (same arguments), with one change: moto checks
 could both pass the check; S3 does both at once, and Delta commits rely on it. A lock around
 object creation (PUT, multipart completion) makes moto as strict as S3.
 
-Objects live in the server's memory. With ``--state FILE`` they also outlive it: the server
-loads FILE at start, saves its S3 buckets there when it is stopped (SIGTERM or SIGINT), and
-every ``--save-every`` seconds (default 30) while requests change them. A save writes a new
-file and renames it over FILE, so a server killed while saving leaves the previous state.
-FILE is a pickle: only this server's own file belongs there. The lake tests
+Objects live in the server's memory. With ``--state DIR`` they also outlive it: the server
+loads DIR at start, saves its S3 buckets there when it is stopped (SIGTERM or SIGINT), and
+every ``--save-every`` seconds (default 30) while requests change them. DIR holds plain
+files, ``<bucket>/<url-quoted key>`` (the latest version of each object; no metadata), read
+back with moto's own ``create_bucket`` and ``put_object``: nothing in it is executed or
+unpickled. A save writes a new folder and swaps it in; a server killed mid-swap leaves the
+previous folder as ``DIR.old``, which the next start reads. The lake tests
 (``tests/s3server.py``) run it without a state; the team profile's services
 (``scripts/services.sh``) run it with one.
 """
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
+import shutil
 import signal
 import sys
 import threading
+import urllib.parse
 from pathlib import Path
 
 import moto.server
@@ -48,29 +51,45 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class State:
-    """The S3 buckets of moto's default account, saved to and loaded from ``path``."""
+    """The S3 buckets of moto's default account, saved to and loaded from the folder ``path``."""
 
     def __init__(self, path: Path, save_every: float):
         self.path, self.save_every = path, save_every
+        self.old = path.with_name(path.name + ".old")
         self.changed = threading.Event()
         self._saving = threading.Lock()
 
     def load(self) -> None:
-        if self.path.exists():
-            with open(self.path, "rb") as f:
-                s3_backends[DEFAULT_ACCOUNT_ID]["aws"] = pickle.load(f)
+        source = self.path if self.path.is_dir() else self.old
+        if not source.is_dir():
+            return
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+        for bucket in sorted(p for p in source.iterdir() if p.is_dir()):
+            backend.create_bucket(bucket.name, "us-east-1")
+            for item in sorted(bucket.iterdir()):
+                key = urllib.parse.unquote(item.name)
+                backend.put_object(bucket.name, key, item.read_bytes())
 
     def save(self) -> None:
         with self._saving:
             with _create:  # no object is half created while the buckets are copied
                 self.changed.clear()
-                data = pickle.dumps(s3_backends[DEFAULT_ACCOUNT_ID]["aws"])
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+                backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+                objects = {
+                    name: [(key.name, bytes(key.value)) for key in bucket.keys.values()]
+                    for name, bucket in backend.buckets.items()
+                }
+            new = self.path.with_name(f".{self.path.name}.new")
+            shutil.rmtree(new, ignore_errors=True)
+            for name, items in objects.items():
+                (new / name).mkdir(parents=True)
+                for key, value in items:
+                    (new / name / urllib.parse.quote(key, safe="")).write_bytes(value)
+            shutil.rmtree(self.old, ignore_errors=True)
+            if self.path.exists():
+                os.replace(self.path, self.old)
+            os.replace(new, self.path)
+            shutil.rmtree(self.old, ignore_errors=True)
 
     def save_while_changing(self) -> None:
         while True:
@@ -102,7 +121,7 @@ class State:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--state", type=Path, help="load and save the S3 buckets in this file")
+    parser.add_argument("--state", type=Path, help="load and save the S3 buckets in this folder")
     parser.add_argument("--save-every", type=float, default=30.0, metavar="SECONDS")
     args, moto_args = parser.parse_known_args(argv)
     if args.state is not None:

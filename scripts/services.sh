@@ -28,7 +28,7 @@
 #
 # `up` starts what is not running yet and waits until each service answers; `down` stops only
 # what `up` started (by its pid files: the signal to its process group, a wait, then SIGKILL)
-# and keeps the data (the S3 store saves its objects to s3/state.pickle when it stops).
+# and keeps the data (the S3 store saves its objects to s3/state when it stops).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -539,7 +539,7 @@ up_s3() {
     # Its objects live in memory; it saves them to the state file when stopped (and every
     # 30 s while they change) and loads them back at start.
     start_bg s3 "$PY" "$REPO/scripts/s3_server.py" -H "$HOST" -p "$S3_PORT" \
-        --state "$DIR/s3/state.pickle"
+        --state "$DIR/s3/state"
     wait_answer s3 30
     with_team_env "$PY" -c '
 import os, boto3

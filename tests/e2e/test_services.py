@@ -231,6 +231,10 @@ def test_up_is_idempotent_and_down_stops_only_its_services(services, bystander):
     table = status_lines(services.run("status").stdout)
     assert all(fields[0] == "stopped" for fields in table.values())
 
+    # The S3 store saved its objects as plain files (nothing to unpickle): bucket/quoted key.
+    saved = services.dir / "s3" / "state" / env["CT_S3_BUCKET"] / "lake%2Fkept.txt"
+    assert saved.read_bytes() == b"still here"
+
     # The data stays: the next `up` has the same password and keys, PostgreSQL's rows and the
     # S3 objects.
     services.up("postgres", "s3")

@@ -194,6 +194,12 @@ def test_team_profile_survives_a_killed_worker_and_equals_the_local_run(
     ]
     _assert_same_table("feature_census", {"model": MODEL}, *census)
 
+    # Each worker process loaded the model once (load_model ~0.5 s), then kept it (~0 s).
+    loads = [
+        dict(t)["load_model"] for t in team_lake.scan("graphs").column("timings_s").to_pylist()
+    ]
+    assert len(loads) == 20 and sum(s > 0.05 for s in loads) <= 2, loads
+
     _assert_killed_step_was_retried(services)
     again = {}
     for chosen in (prompts[0:3], prompts[1:4]):
