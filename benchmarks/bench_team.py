@@ -31,10 +31,9 @@ SUBMIT_PREFIX = "Submitting the Celery task of step"
 
 def prompts(n: int = 20) -> list[str]:
     from ct_engine.toyworld.default_model import load_world
-    from ct_engine.toyworld.ground_truth import person_prompts
+    from ct_engine.toyworld.ground_truth import sample_prompt_texts
 
-    texts = sorted({p.prompt for p in person_prompts(load_world())})
-    return texts[:: max(1, len(texts) // n)][:n]
+    return sample_prompt_texts(load_world(), n)
 
 
 def timed_materialize(args: list[str], env: dict[str, str]) -> float:

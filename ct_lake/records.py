@@ -22,10 +22,12 @@ import pyarrow as pa
 from ct_lake.paths import GRAPH_FILE, GRAPHS, PLOTS, TRANSCODER_DIR
 from ct_lake.tables import table
 
-if TYPE_CHECKING:  # the engine (and torch) load only when a graph is converted
-    import torch
-
+if TYPE_CHECKING:  # the engine loads only when a graph is converted
     from ct_engine.graph import Graph
+
+# A torch tensor of the engine's: records only call its methods (``.cpu().numpy()``), so the
+# lake never imports torch itself.
+Tensor = Any
 
 Rows = Sequence[Mapping[str, Any]] | pa.Table
 
@@ -101,7 +103,7 @@ def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.array(values, mask=~valid)
 
 
-def node_influence(graph: Graph) -> torch.Tensor:
+def node_influence(graph: Graph) -> Tensor:
     """``(N,)`` float64 influence of every node on the weighted targets."""
     from ct_engine.graph import compute_node_influence, target_weights
 
@@ -109,7 +111,7 @@ def node_influence(graph: Graph) -> torch.Tensor:
     return compute_node_influence(graph.adjacency_matrix.double(), weights).cpu()
 
 
-def nodes_table(graph: Graph, tokenizer, influence: torch.Tensor) -> pa.Table:
+def nodes_table(graph: Graph, tokenizer, influence: Tensor) -> pa.Table:
     """One row per node, in adjacency order."""
     S, L, T, K = graph.n_features, graph.n_layers, graph.n_pos, graph.n_logits
     N = graph.n_nodes
@@ -151,7 +153,7 @@ def nodes_table(graph: Graph, tokenizer, influence: torch.Tensor) -> pa.Table:
     )
 
 
-def edges_table(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor) -> pa.Table:
+def edges_table(rows: Tensor, cols: Tensor, values: Tensor) -> pa.Table:
     return _arrow(
         "edges",
         {
@@ -163,9 +165,7 @@ def edges_table(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor) ->
 
 
 def logit_targets_rows(graph: Graph) -> list[dict]:
-    import torch
-
-    order = torch.argsort(graph.logit_probabilities, descending=True)
+    order = graph.logit_probabilities.argsort(descending=True)
     return [
         {
             "rank": rank,
@@ -266,7 +266,7 @@ def attribution_record(
 
 
 def pruned_record(
-    keys: dict[str, str], graph: Graph, pruned, weights: torch.Tensor, settings, picture: Path
+    keys: dict[str, str], graph: Graph, pruned, weights: Tensor, settings, picture: Path
 ) -> Record:
     """``pruned_graph``: tables ``pruned_nodes`` and ``pruned_edges``, and the picture.
 

@@ -276,7 +276,7 @@ class GraphStore:
         )
 
     def graph(self, ref: GraphRef):
-        from ct_lake.graph_cache import load_graph
+        from ct_engine.graph.cache import load_graph
 
         with self._graph_lock:  # load_graph's cache is not thread-safe
             return load_graph(ref.path)

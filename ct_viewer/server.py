@@ -293,7 +293,7 @@ def create_app(
         max_body_bytes: request bodies larger than this get 413.
         allowed_hosts: accepted ``Host`` headers (default: the loopback names; ``["*"]``
             accepts any, for a server listening beyond the loopback interface).
-        model_cache: the :class:`~ct_lake.models.ModelCache` steering loads models into
+        model_cache: the :class:`~ct_engine.model_cache.ModelCache` steering loads models into
             (default: a new one, held by the app as ``app.state.models``).
     """
     config = None

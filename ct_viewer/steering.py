@@ -77,11 +77,11 @@ def validate(body: Any, nodes: dict[str, NodeRef]) -> dict:
 
 
 class SteeringModels:
-    """The models an app steers with: its own :class:`~ct_lake.models.ModelCache` (loaded
+    """The models an app steers with: its own :class:`~ct_engine.model_cache.ModelCache` (loaded
     once per entry and transcoders) and one run lock per model."""
 
     def __init__(self, cache=None):
-        from ct_lake.models import ModelCache
+        from ct_engine.model_cache import ModelCache
 
         self.cache = cache if cache is not None else ModelCache()
         self._locks: dict[tuple, threading.Lock] = {}

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from ct_assets.lib.resources import LakehouseResource
+from ct_engine.graph.cache import load_graph
 from ct_lake.config import LakehouseConfig, ModelEntry
-from ct_lake.graph_cache import load_graph
 from ct_lake.keys import MODEL_DIMENSION, PROMPT_DIMENSION, partition_key
 from ct_lake.lake import Lake
 from ct_lake.paths import GRAPH_FILE, GRAPHS

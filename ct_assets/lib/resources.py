@@ -2,7 +2,7 @@
 
 ``LakehouseResource`` reads and validates the configuration file once per run, in
 ``setup_for_execution``; every asset, sensor and the tracker of the run use that one parse.
-``EngineResource`` holds a :class:`~ct_lake.models.ModelCache`: every run given the same
+``EngineResource`` holds a :class:`~ct_engine.model_cache.ModelCache`: every run given the same
 resource instance (``ct materialize`` gives one to all its runs) loads each model once.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import PrivateAttr
 
+from ct_engine.model_cache import ModelCache
 from ct_lake.config import LakehouseConfig, ModelEntry, load_config
 from ct_lake.lake import Lake
-from ct_lake.models import ModelCache
 from ct_lake.paths import cached_transcoders
 
 

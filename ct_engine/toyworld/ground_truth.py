@@ -97,6 +97,13 @@ def person_prompts(world: World, relations: Sequence[str] = REFERENCE_RELATIONS)
     return [p for p in prompts if p.relation in relations and p.subject in people]
 
 
+def sample_prompt_texts(world: World, n: int) -> list[str]:
+    """``n`` distinct person prompt texts, evenly spaced through their sorted list (a fixed,
+    varied set of templates, relations and people for tests and benchmarks)."""
+    texts = sorted({p.prompt for p in person_prompts(world)})
+    return texts[:: max(1, len(texts) // n)][:n]
+
+
 def positions(model, prompt: FactPrompt) -> dict[str, int]:
     """Token positions of the sites of ``prompt`` (position 0 is the special token)."""
     tokens = model.ensure_tokenized(prompt.prompt).tolist()

@@ -210,7 +210,7 @@ def redis_port(tmp_path_factory):
     """A ``redis-server`` on 127.0.0.1 that requires ``PASSWORD``."""
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server is not installed: run scripts/ensure_redis.sh")
+        pytest.fail("redis-server is not installed: run scripts/ensure_redis.sh")
     folder = tmp_path_factory.mktemp("redis")
     port = free_port()
     args = [server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder)]
@@ -339,7 +339,7 @@ def postgres_port():
     database ``dagster``. As root, it runs as the ``postgres`` user (the server refuses root)."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL's server (initdb) is not installed")
+        pytest.fail("PostgreSQL's server (initdb) is not installed: apt-get install postgresql")
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     # not pytest's tmp_path: its folders are private to root, and the server runs as postgres
     folder = Path(tempfile.mkdtemp(prefix="ct-preflight-pg-"))

@@ -57,10 +57,9 @@ CT = str(Path(sys.executable).with_name("ct"))
 
 def twenty_prompts() -> list[str]:
     from ct_engine.toyworld.default_model import load_world
-    from ct_engine.toyworld.ground_truth import person_prompts
+    from ct_engine.toyworld.ground_truth import sample_prompt_texts
 
-    texts = sorted({p.prompt for p in person_prompts(load_world())})
-    return texts[:: max(1, len(texts) // 20)][:20]
+    return sample_prompt_texts(load_world(), 20)
 
 
 def _ct(args, env, **kwargs) -> subprocess.CompletedProcess:

@@ -185,7 +185,7 @@ def test_annotation_bodies_are_validated(client, viewer_lake, document):
 
 
 def test_steering_ablation_matches_the_engine(client, app, viewer_lake, document):
-    from ct_lake.graph_cache import load_graph
+    from ct_engine.graph.cache import load_graph
     from ct_lake.lake import Lake
     from ct_lake.paths import cached_transcoders
 

@@ -21,8 +21,8 @@ from ct_assets.lib.profiles import CPU_QUEUE, GPU_QUEUE, step_tags
 from ct_assets.lib.resources import EngineResource, LakehouseResource
 from ct_assets.lib.steps import CODE_VERSION, Result, report, tracking_check_spec
 from ct_assets.lib.tracking import MlflowTracker
+from ct_engine.graph.cache import remember_graph
 from ct_lake import records
-from ct_lake.graph_cache import remember_graph
 from ct_lake.paths import GRAPH_FILE, GRAPHS
 
 _COMMON = dict(

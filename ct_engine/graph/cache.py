@@ -3,7 +3,7 @@
 The assets downstream of attribution and the viewer read the same graph files again and again;
 a range run executes every asset in one process, each looping over every partition. The cache
 holds graphs up to a memory budget (``CT_GRAPH_CACHE_MB``, default 2048) so that each graph is
-read at most once per run. torch is imported on first use, so ``import ct_lake`` stays light.
+read at most once per run.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from ct_engine import presets
+from ct_engine.model_cache import ModelCache
 from ct_engine.replicas import build_replica, local_hub
 from ct_engine.transcoders import parse_transcoder_ref
 from ct_lake.config import ModelEntry
-from ct_lake.models import ModelCache
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,6 +90,6 @@ def test_a_preset_entry_loads_its_replica_on_nnsight(replica_hub, monkeypatch, n
 
 
 def test_importing_the_cache_does_not_import_torch():
-    script = "import sys, ct_lake.models; assert 'torch' not in sys.modules"
+    script = "import sys, ct_engine.model_cache; assert 'torch' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()

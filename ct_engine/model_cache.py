@@ -2,8 +2,10 @@
 
 A run that materializes many prompt partitions of a model (one step over a partition range, or
 several assets of one partition) loads it once from the cache its engine resource holds; the
-viewer holds its own cache for steering. The engine (and torch) are imported on the first
-load only, so ``import ct_lake`` stays light.
+viewer holds its own cache for steering. A model entry is anything with the config's
+``name, preset, model, transcoders, backend, dtype, device`` fields. torch and the loaders are
+imported on the first load only, so the modules that hold a cache (the Dagster resources, the
+viewer) stay light to import.
 """
 
 from __future__ import annotations
