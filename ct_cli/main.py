@@ -1,6 +1,6 @@
 """The ``ct`` command: every subcommand module, assembled by :func:`ct_engine.commands.main`.
 
-Engine commands (``demo``, ``intervene``, ``eval-transcoders``) come from
+Engine commands (``demo``, ``intervene``, ``eval-transcoders``, the ``features`` group) come from
 ``ct_engine/commands/``; ``attribute`` is the engine's plus the viewer's ``--server``
 (``ct_viewer/commands/attribute.py``); ``sql`` and the ``lake`` group from
 ``ct_lake/commands/`` (no Dagster); ``prompts``, ``materialize`` and ``baseline`` from
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ct_assets.commands import baseline, materialize, prompts
 from ct_engine import commands
-from ct_engine.commands import demo, eval_transcoders, intervene
+from ct_engine.commands import demo, eval_transcoders, features, intervene
 from ct_lake.commands import lake, sql
 from ct_viewer.commands import attribute, serve
 
@@ -26,6 +26,7 @@ COMMANDS = (
     attribute,
     intervene,
     eval_transcoders,
+    features,
     prompts,
     materialize,
     sql,

@@ -4,6 +4,7 @@
 * ``attribute``: attribute a prompt on any model and transcoder set.
 * ``intervene``: set features to values and show how the next-token distribution moves.
 * ``eval-transcoders``: reconstruction, sparsity and fidelity metrics of a transcoder set.
+* ``features build|show``: feature dashboards, in circuit-tracer's feature-file format.
 
 Each is a module of :mod:`ct_engine.commands`, assembled by :func:`ct_engine.commands.main`.
 The ``ct`` command (:mod:`ct_cli.main`) assembles these with the lakehouse's commands.
@@ -16,9 +17,9 @@ import sys
 from collections.abc import Sequence
 
 from ct_engine import commands
-from ct_engine.commands import attribute, demo, eval_transcoders, intervene
+from ct_engine.commands import attribute, demo, eval_transcoders, features, intervene
 
-COMMANDS = (demo, attribute, intervene, eval_transcoders)
+COMMANDS = (demo, attribute, intervene, eval_transcoders, features)
 PROG = "python -m ct_engine"
 DESCRIPTION = "Circuit tracing: attribution graphs over transcoders."
 

@@ -91,7 +91,13 @@ def test_the_engine_and_ct_commands():
     from ct_engine.cli import COMMANDS as ENGINE
 
     names = [m.NAME for m in COMMANDS]
-    assert [m.NAME for m in ENGINE] == ["demo", "attribute", "intervene", "eval-transcoders"]
+    assert [m.NAME for m in ENGINE] == [
+        "demo",
+        "attribute",
+        "intervene",
+        "eval-transcoders",
+        "features",
+    ]
     assert set(names) >= {m.NAME for m in ENGINE} | {"sql", "lake", "prompts", "serve"}
     for module in COMMANDS:  # the interface, everywhere
         assert isinstance(module.HELP, str) and callable(module.add_arguments)
