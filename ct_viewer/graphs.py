@@ -107,7 +107,7 @@ def _identity(path: Path) -> tuple[str, int, int]:
     return str(path), stat.st_size, stat.st_mtime_ns
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def is_inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` (symlinks resolved) is a regular file inside ``folder``."""
     try:
         resolved = path.resolve(strict=True)
@@ -155,7 +155,7 @@ class GraphStore:
             if SLUG.match(slug) and slug != _METADATA_FILE.removesuffix(".json"):
                 for folder in self.file_dirs:
                     path = folder / f"{slug}.json"
-                    if _inside(path, folder):
+                    if is_inside(path, folder):
                         return GraphRef(graph_id, "file", path)
             raise GraphNotFound(f"no graph {graph_id}")
         match = LAKE_ID.match(graph_id)
@@ -228,7 +228,7 @@ class GraphStore:
                 slug = path.stem
                 if path.name == _METADATA_FILE or not SLUG.match(slug) or slug in seen:
                     continue
-                if not _inside(path, folder):
+                if not is_inside(path, folder):
                     continue
                 seen.add(slug)
                 try:

@@ -5,7 +5,8 @@ with uvicorn on 127.0.0.1:8041 by default. Blocking work (DuckDB queries, graph 
 pruning, Parquet writes, model runs) runs in Starlette's thread pool, off the event loop.
 
 Security (see ``ct_viewer/README.md``): loopback by default; graph ids are matched against a
-regular expression and never used as paths; static files come only from the package's
+regular expression and never used as paths; ``/features/<name>`` serves only the files a
+features folder's index names; static files come only from the package's
 ``static/`` folder; request bodies are capped while they are read (chunked bodies too); write
 requests must be ``application/json`` and, when the browser sends an ``Origin``, same-origin;
 the ``Host`` header must name the loopback interface (DNS rebinding) unless the server was
@@ -34,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ct_viewer.annotations import AnnotationStore, InvalidBody
 from ct_viewer.annotations import validate as validate_annotation
+from ct_viewer.features import FeatureCards, FeatureFolder, NoCard
 from ct_viewer.graphs import Conflict, GraphNotFound, GraphStore
 from ct_viewer.steering import SteeringModels, steer
 from ct_viewer.steering import validate as validate_steer
@@ -147,9 +149,17 @@ def _threshold(request: Request, name: str, default: float) -> float:
 
 
 class _Handlers:
-    def __init__(self, store: GraphStore, max_body_bytes: int, models: SteeringModels):
+    def __init__(
+        self,
+        store: GraphStore,
+        max_body_bytes: int,
+        models: SteeringModels,
+        folder: FeatureFolder | None = None,
+    ):
         self.store = store
         self.models = models
+        self.folder = folder
+        self.cards = FeatureCards(store.lake, folder)
         self.max_body_bytes = max_body_bytes
         self.annotations = AnnotationStore(store.lake) if store.lake is not None else None
         pruning = store.config.pruning if store.config is not None else None
@@ -186,6 +196,38 @@ class _Handlers:
                 self.store.document_bytes, ref, node_threshold, edge_threshold
             )
         return Response(content, media_type="application/json")
+
+    async def feature_file(self, request: Request) -> Response:
+        """A file of the features folder, with HTTP Range support (206 with
+        ``Content-Range``, 416 when unsatisfiable): circuit-tracer's frontend reads one
+        feature's record as one byte range of a layer's bin file."""
+        if self.folder is None:
+            raise HTTPException(404, "no features folder: start the server with --features_dir")
+        path = await run_in_threadpool(self.folder.served_path, request.path_params["rel"])
+        if path is None:
+            raise HTTPException(404, "no such feature file")
+        # Raw bytes, as circuit-tracer's server sends them: index.json.gz is gunzipped by the
+        # page itself, so no Content-Encoding (the browser would undo the gzip first).
+        return FileResponse(path, media_type="application/octet-stream")
+
+    async def feature_card(self, request: Request) -> Response:
+        ref = await self._resolve(request)
+        layer, feature = request.path_params["layer"], request.path_params["feature"]
+        try:
+            card = await run_in_threadpool(self.cards.card, ref, layer, feature)
+        except NoCard as err:
+            raise HTTPException(404, str(err)) from None
+        return JSONResponse(card)
+
+    async def feature_labels(self, request: Request) -> Response:
+        ref = await self._resolve(request)
+
+        def run() -> dict:
+            nodes = self.store.node_set(ref)
+            pairs = {(n.layer, n.feature) for n in nodes.values() if n.kind == "feature"}
+            return self.cards.labels(ref, pairs)
+
+        return JSONResponse(await run_in_threadpool(run))
 
     async def list_annotations(self, request: Request) -> Response:
         ref = await self._resolve(request)
@@ -279,6 +321,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     allowed_hosts: Sequence[str] | None = None,
     model_cache=None,
+    features_dir: Path | None = None,
 ) -> Starlette:
     """The viewer app.
 
@@ -295,7 +338,12 @@ def create_app(
             accepts any, for a server listening beyond the loopback interface).
         model_cache: the :class:`~ct_engine.model_cache.ModelCache` steering loads models into
             (default: a new one, held by the app as ``app.state.models``).
+        features_dir: a folder of circuit-tracer feature files (``index.json.gz``,
+            ``layer_<i>.bin``): served under ``/features/`` and the source of the feature
+            cards of graph files (and of lake graphs whose model has no dashboards in the
+            lake). A one-line ``ValueError`` when it is not such a folder.
     """
+    folder = FeatureFolder(features_dir) if features_dir is not None else None
     config = None
     if config_path is not None:
         from ct_lake.config import load_config
@@ -303,7 +351,7 @@ def create_app(
         config = load_config(config_path)
     store = GraphStore(lake_root, config, list(graph_file_dirs))
     models = SteeringModels(model_cache)
-    h = _Handlers(store, max_body_bytes, models)
+    h = _Handlers(store, max_body_bytes, models, folder)
     graph = "/api/graphs/{graph_id:str}"
     routes = [
         Route("/", h.index, methods=["GET"]),
@@ -316,6 +364,9 @@ def create_app(
             f"{graph}/annotations/{{annotation_id:str}}", h.delete_annotation, methods=["DELETE"]
         ),
         Route(f"{graph}/steer", h.steer, methods=["POST"]),
+        Route(f"{graph}/features", h.feature_labels, methods=["GET"]),
+        Route(f"{graph}/features/{{layer:int}}/{{feature:int}}", h.feature_card, methods=["GET"]),
+        Route("/features/{rel:path}", h.feature_file, methods=["GET", "HEAD"]),
     ]
     hosts = list(allowed_hosts) if allowed_hosts is not None else list(LOOPBACK_HOSTS)
     app = Starlette(
@@ -328,6 +379,7 @@ def create_app(
     )
     app.state.store = store
     app.state.models = models
+    app.state.features = folder
     return app
 
 

@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="attribute the logit difference TOKEN_A - TOKEN_B",
     )
     parser.add_argument(
-        "--features_dir", help="accepted for circuit-tracer compatibility; not used (yet)"
+        "--features_dir",
+        help="circuit-tracer feature files (index.json.gz, layer_<i>.bin; `ct features build` "
+        "writes them): with --server, the viewer shows their feature cards",
     )
     parser.add_argument(
         "--estimate-memory",
@@ -76,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
             scan=graph.scan if graph.scan is not None else args.transcoder_set,
         )
         print(f"graph files written to {path} and {path.parent / 'graph-metadata.json'}")
-    if args.features_dir:
+    if args.features_dir and not getattr(args, "server", False):
         print(
-            "ct attribute: --features_dir is not used: the ct-lakehouse viewer has no "
-            "feature-visualisation files yet",
+            "ct attribute: --features_dir is read by the viewer only: add --server to see "
+            "the feature cards (or `ct serve --features_dir DIR` later)",
             file=sys.stderr,
         )
     return 0

@@ -184,7 +184,7 @@ def summary(dashboards, path: Path, *, shown: Path, name: str, write_seconds: fl
     lines = [
         f"features: {n_layers} layers x {d:,} = {total:,} features of {name} "
         f"on {dashboards.model_name}",
-        f"corpus: {dashboards.n_tokens:,} tokens of {dashboards.corpus}",
+        f"corpus: {dashboards.corpus}, {dashboards.n_tokens:,} tokens read",
         f"dead (never fired): {dead:,} ({100 * dead / max(total, 1):.1f}%)",
         f"labelled: {sources.total():,}" + (f" ({labelled})" if labelled else ""),
         f"time: {dashboards.seconds:.1f} s measuring, {write_seconds:.1f} s writing",

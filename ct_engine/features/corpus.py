@@ -40,8 +40,8 @@ class CorpusSpec:
     field: str = "text"
 
     def describe(self) -> str:
-        source = self.path or "toy-world generated text"
-        return f"{source} ({self.tokens:,} tokens)"
+        """Where the documents come from (the token count is stored beside it)."""
+        return str(self.path) if self.path else "toy-world generated text"
 
 
 def check_corpus_file(path: str | Path, field: str = "text") -> Path:

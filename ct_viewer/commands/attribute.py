@@ -1,6 +1,8 @@
 """``ct attribute``: the engine's command (:mod:`ct_engine.commands.attribute`) plus
 ``--server``, which serves the graph files it wrote in the viewer afterwards (on
-127.0.0.1:``--port``, with the lake of ``$CT_CONFIG`` when it names a config file)."""
+127.0.0.1:``--port``, with the lake of ``$CT_CONFIG`` when it names a config file) and, with
+``--features_dir DIR``, the feature cards of DIR's circuit-tracer feature files (served under
+``/features/`` too, as circuit-tracer's own server does)."""
 
 from __future__ import annotations
 
@@ -32,10 +34,16 @@ def run(args: argparse.Namespace) -> int:
     serving = args.server and not args.estimate_memory
     if serving and not (args.slug and args.graph_file_dir):
         raise ValueError("--server needs --slug and --graph_file_dir")
+    features_dir = None
+    if serving and args.features_dir:
+        from ct_viewer.features import FeatureFolder
+
+        features_dir = Path(args.features_dir)
+        FeatureFolder(features_dir)  # a folder that is not one: its one line, before the model
     status = engine_attribute.run(args)
     if status != 0 or not serving:
         return status
-    app = _viewer_app(args.graph_file_dir)
+    app = _viewer_app(args.graph_file_dir, features_dir)
     print(f"ct attribute: serving the graph as file__{args.slug} on port {args.port}")
     try:
         _serve_viewer(app, args.port)
@@ -44,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _viewer_app(graph_file_dir: str):
-    """The viewer over ``graph_file_dir`` plus the lake of ``$CT_CONFIG`` when it names a
-    config file (its graphs and annotations)."""
+def _viewer_app(graph_file_dir: str, features_dir: Path | None = None):
+    """The viewer over ``graph_file_dir`` (and the feature files of ``features_dir``) plus the
+    lake of ``$CT_CONFIG`` when it names a config file (its graphs and annotations)."""
     from ct_lake.config import CONFIG_ENV, load_config
     from ct_viewer.server import create_app
 
@@ -55,9 +63,14 @@ def _viewer_app(graph_file_dir: str):
         loaded = load_config(config)
         print(f"ct attribute: the viewer also shows the lake {loaded.lake} (${CONFIG_ENV})")
         return create_app(
-            lake_root=loaded.lake, config_path=loaded.path, graph_file_dirs=[Path(graph_file_dir)]
+            lake_root=loaded.lake,
+            config_path=loaded.path,
+            graph_file_dirs=[Path(graph_file_dir)],
+            features_dir=features_dir,
         )
-    return create_app(lake_root=None, graph_file_dirs=[Path(graph_file_dir)])
+    return create_app(
+        lake_root=None, graph_file_dirs=[Path(graph_file_dir)], features_dir=features_dir
+    )
 
 
 def _serve_viewer(app, port: int) -> None:

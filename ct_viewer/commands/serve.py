@@ -3,7 +3,9 @@
 Lists the lake's attribution graphs (``graph_overview``), shows them pruned at the thresholds
 the page asks for, keeps annotations in the lake's ``annotations`` table and steers features
 on the graph's model (loaded on first use). ``--graph_file_dir DIR`` (repeatable) adds the
-``<slug>.json`` graph documents of a folder (``ct attribute --slug --graph_file_dir``).
+``<slug>.json`` graph documents of a folder (``ct attribute --slug --graph_file_dir``);
+``--features_dir DIR`` serves circuit-tracer's feature files of DIR under ``/features/`` and
+shows their feature cards for graph files (lake graphs use the lake's dashboards first).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="also serve the <slug>.json graph files of DIR (repeatable)",
     )
+    p.add_argument(
+        "--features_dir",
+        metavar="DIR",
+        help="a folder of circuit-tracer feature files (index.json.gz, layer_<i>.bin; "
+        "ct features build writes one): feature cards for graph files, served under /features/",
+    )
     add_config_flag(p)
 
 
@@ -57,14 +65,21 @@ def run(args: argparse.Namespace) -> int:
             return 2
         config = None  # JSON files only
         print("ct serve: no lakehouse config: serving the graph files only", file=sys.stderr)
-    app = create_app(
-        lake_root=config.lake if config else None,
-        config_path=config.path if config else None,
-        graph_file_dirs=dirs,
-        allowed_hosts=None if is_loopback(args.host) else ["*"],
-    )
+    try:
+        app = create_app(
+            lake_root=config.lake if config else None,
+            config_path=config.path if config else None,
+            graph_file_dirs=dirs,
+            allowed_hosts=None if is_loopback(args.host) else ["*"],
+            features_dir=Path(args.features_dir) if args.features_dir else None,
+        )
+    except ValueError as err:  # a features folder that is not one
+        print(f"ct serve: error: {err}", file=sys.stderr)
+        return 2
     if config is not None:
         print(f"ct serve: lake {config.lake} (config {config.path})")
+    if args.features_dir:
+        print(f"ct serve: feature files {args.features_dir} (under /features/)")
     try:
         serve(app, host=args.host, port=args.port)
     except KeyboardInterrupt:

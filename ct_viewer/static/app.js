@@ -6,6 +6,7 @@
  * Stable hooks for tests (ids; each element also has data-testid="<same name>"):
  *   body[data-state]        "index" | "loading" | "graph" | "error"
  *   body[data-source]       "server" | "imported" (the graph on show)
+ *   body[data-features]     "loading" | "ready": the graph's feature labels (drawn once ready)
  *   #status                 last message; #author (remembered in localStorage "ct-viewer-author")
  *   #export-btn, #import-file
  *   index: #filter-model, #filter-q, #index-count, #graph-table;
@@ -22,6 +23,15 @@
  *          #supernode-list li[data-testid=supernode-item][data-annotation-id]
  *          (.sn-name, .sn-members, button.sn-delete),
  *          #show-supernodes (checkbox, default on: draw supernode boxes on #graph-canvas)
+ *   feature card (feature nodes; GET /api/graphs/<id>/features/<layer>/<feature>):
+ *          #feature-card (data-state "loading" | "ok" | "missing" | "none"), #card-label,
+ *          #card-label-source, #card-frequency / #card-act-max / #card-act-mean (data-value),
+ *          #card-histogram (svg; rect.bar[data-count]), #card-top-logits / #card-bottom-logits
+ *          span.chip[data-token][data-value], #card-top-tokens span.chip[data-token][data-count],
+ *          #card-groups details.card-group[data-group] with div.example[data-max-act], its
+ *          tokens span.tok[data-act] (span.tok.max: the example's largest activation),
+ *          #card-error (why there is no card)
+ *   tooltip: .tip-id, .tip-label, .tip-logits (top 3 logits, once the card is loaded)
  *   steering: #steer-table rows tr[data-testid=steer-input-row][data-node-id] with
  *          select.steer-mode ("value" | "multiplier") and input.steer-amount; #freeze-attention,
  *          #steer-run, #steer-error, #steer-results rows tr[data-testid=steer-row][data-token]
@@ -36,6 +46,8 @@
  *   .timings                {fetchMs, parseMs, buildMs, layoutMs, renderMs, overlayMs, totalMs}
  *   .supernodeBoxes()       the supernode boxes drawn by the last full redraw:
  *                           [{id, text, members, x0, y0, x1, y1}] in viewport coordinates
+ *   .nodeLabels()           the node labels drawn on the canvas by the last full redraw:
+ *                           [{id, text, x0, y0, x1, y1}] in viewport coordinates
  */
 "use strict";
 
@@ -76,6 +88,11 @@
     labels: new Map(), // node_id -> label text (latest wins)
     zoom: { k: 1, tx: 0, ty: 0 },
     summaries: [],
+    featureLabels: new Map(), // "<layer>_<feature>" -> {label, label_source} (feature dashboards)
+    featureSource: null, // "lake" | "files" | null: where this graph's feature cards come from
+    featureDetail: "", // why there are none
+    cards: new Map(), // "<layer>_<feature>" -> {state: "loading"|"ok"|"missing", card, error}
+    drawnLabels: [], // canvas (CSS px) boxes of the node labels drawn by the last renderBase
     steerSettings: new Map(), // node_id -> {mode, amount}
   };
   const timings = {};
@@ -281,7 +298,7 @@
       const sameGraph = state.graphId === id && state.source === "server";
       loadDocument(doc, { source: "server", id, keepSelection: sameGraph });
       timings.totalMs = performance.now() - t0;
-      await loadAnnotations(token);
+      await Promise.all([loadAnnotations(token), sameGraph ? null : loadFeatureLabels(token)]);
     } catch (err) {
       if (token !== loadToken) return;
       document.body.dataset.state = "error";
@@ -306,6 +323,12 @@
       state.pinned = [];
       state.annotations = [];
       state.labels = new Map();
+      state.featureLabels = new Map();
+      state.featureSource = null;
+      state.featureDetail =
+        state.source === "imported" ? "feature cards come with graphs served by ct serve" : "";
+      state.cards = new Map();
+      document.body.dataset.features = state.source === "imported" ? "ready" : "loading";
       state.zoom = { k: 1, tx: 0, ty: 0 };
       $("steer-results").tBodies[0].replaceChildren();
       $("steer-error").textContent = "";
@@ -357,6 +380,301 @@
       rebuildLabels();
     } catch (err) {
       setStatus(`could not load annotations: ${err.message}`, true);
+    }
+  }
+
+  async function loadFeatureLabels(token) {
+    if (state.source !== "server" || !state.graphId) return;
+    try {
+      const data = await api(`/api/graphs/${encodeURIComponent(state.graphId)}/features`);
+      if (token !== undefined && token !== loadToken) return;
+      state.featureSource = data.source;
+      state.featureDetail = data.detail || "";
+      state.featureLabels = new Map(
+        data.features.map((f) => [`${f.layer}_${f.feature}`, { label: f.label, label_source: f.label_source }])
+      );
+    } catch (err) {
+      state.featureSource = null;
+      state.featureDetail = `could not load the feature labels: ${err.message}`;
+    }
+    document.body.dataset.features = "ready";
+    // Only the card: the rest of the panel holds what the user may be typing (a label).
+    if (state.selected >= 0) updateCard();
+    applySearch(true);
+    scheduleDraw(true);
+  }
+
+  // ---------------------------------------------------------------- feature cards
+  /** "<layer>_<feature>" of a feature node (its transcoder feature), else null. */
+  function featureKey(i) {
+    const model = state.model;
+    if (!model || i < 0 || model.kind[i] !== "feature") return null;
+    const node = model.nodes[i];
+    const fi = CT.featureIndex(node);
+    const layer = parseInt(node.layer, 10);
+    return Number.isInteger(fi) && Number.isInteger(layer) ? `${layer}_${fi}` : null;
+  }
+
+  /** A node's label: a person's (annotation) first, then the feature dashboards'. */
+  function nodeLabel(i) {
+    const node = state.model.nodes[i];
+    const own = state.labels.get(node.node_id);
+    if (own) return own;
+    const key = featureKey(i);
+    const f = key && state.featureLabels.get(key);
+    return f && f.label ? f.label : "";
+  }
+
+  /** The card of feature node i: {state, card, error}, fetched once (then cached). */
+  function cardOf(i, onReady) {
+    const key = featureKey(i);
+    if (!key || !state.featureSource || state.source !== "server") return null;
+    let entry = state.cards.get(key);
+    if (!entry) {
+      entry = { state: "loading", card: null, error: "", waiting: [] };
+      state.cards.set(key, entry);
+      const [layer, feature] = key.split("_");
+      const graphId = state.graphId;
+      api(`/api/graphs/${encodeURIComponent(graphId)}/features/${layer}/${feature}`)
+        .then((card) => {
+          entry.state = "ok";
+          entry.card = card;
+        })
+        .catch((err) => {
+          entry.state = "missing";
+          entry.error = err.message;
+        })
+        .finally(() => {
+          if (state.graphId !== graphId) return;
+          for (const f of entry.waiting.splice(0)) f(entry);
+        });
+    }
+    if (onReady && entry.state === "loading") entry.waiting.push(onReady);
+    return entry;
+  }
+
+  /** After a person labels or unlabels feature node i: its card and the labels again (a lake
+   * graph's card shows a person's label as its own, source "human"). */
+  function refreshFeatureLabel(i) {
+    const key = featureKey(i);
+    if (!key || !state.featureSource) return;
+    state.cards.delete(key);
+    loadFeatureLabels(loadToken);
+  }
+
+  const SOURCE_NAMES = {
+    human: "human: a person's label",
+    truth: "truth: the toy world's known facts",
+    explainer: "explainer: an external labeller",
+    auto: "auto: the automatic rule",
+  };
+
+  function pct(x) {
+    if (typeof x !== "number" || !isFinite(x)) return "";
+    if (x === 0) return "0%";
+    const p = 100 * x;
+    return p >= 10 ? `${p.toFixed(1)}%` : p >= 0.1 ? `${p.toFixed(2)}%` : `${p.toPrecision(2)}%`;
+  }
+
+  function chips(id, pairs, cls, valueName) {
+    const box = el("div", { id, "data-testid": id, class: "chips" });
+    for (const [token, value] of pairs) {
+      const attrs = { class: `chip ${cls}`, "data-token": token, title: `"${showToken(token)}" ${valueName} ${value}` };
+      attrs[`data-${valueName}`] = value === null ? "" : String(value);
+      box.append(
+        el(
+          "span",
+          attrs,
+          el("span", { class: "chip-tok", text: showToken(token) }),
+          el("span", { class: "chip-val", text: valueName === "count" ? String(value) : fmt(value, 2) })
+        )
+      );
+    }
+    if (!pairs.length) box.append(el("span", { class: "hint", text: "none" }));
+    return box;
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function svgEl(tag, attrs, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  /** The activation histogram: bars over the bins (x linear in the activation). */
+  function histogram(card) {
+    const counts = card.histogram_counts || [];
+    const W = 330;
+    const H = 64;
+    const pad = { l: 4, r: 4, t: 12, b: 14 };
+    const svg = svgEl("svg", {
+      id: "card-histogram",
+      "data-testid": "card-histogram",
+      class: "histogram",
+      width: W,
+      height: H,
+      viewBox: `0 0 ${W} ${H}`,
+      role: "img",
+      "aria-label": "activation histogram",
+    });
+    if (!counts.length) {
+      svg.append(svgEl("text", { x: pad.l, y: H / 2, class: "axis" }, "never fired on the corpus"));
+      return svg;
+    }
+    let edges = card.histogram_edges || [];
+    if (edges.length !== counts.length + 1) {
+      // A circuit-tracer record has counts only: equal bins between act_min and act_max.
+      const lo = card.act_min || 0;
+      const hi = card.act_max > lo ? card.act_max : lo + 1;
+      edges = counts.map((_, k) => lo + ((hi - lo) * k) / counts.length).concat([hi]);
+    }
+    const x0 = edges[0];
+    const span = edges[edges.length - 1] - x0 || 1;
+    const maxCount = Math.max(...counts, 1);
+    const iw = W - pad.l - pad.r;
+    const ih = H - pad.t - pad.b;
+    svg.append(svgEl("line", { x1: pad.l, x2: W - pad.r, y1: H - pad.b + 0.5, y2: H - pad.b + 0.5, class: "base" }));
+    counts.forEach((c, k) => {
+      const xa = pad.l + (iw * (edges[k] - x0)) / span;
+      const xb = pad.l + (iw * (edges[k + 1] - x0)) / span;
+      const h = (ih * c) / maxCount;
+      const bar = svgEl("rect", {
+        class: "bar",
+        "data-count": c,
+        x: xa.toFixed(2),
+        y: (H - pad.b - h).toFixed(2),
+        width: Math.max(1, xb - xa - 0.5).toFixed(2),
+        height: h.toFixed(2),
+      });
+      bar.append(svgEl("title", {}, `${fmt(edges[k], 3)} to ${fmt(edges[k + 1], 3)}: ${c} tokens`));
+      svg.append(bar);
+    });
+    svg.append(svgEl("text", { x: pad.l, y: H - 2, class: "axis" }, fmt(edges[0], 2)));
+    svg.append(svgEl("text", { x: W - pad.r, y: H - 2, class: "axis", "text-anchor": "end" }, fmt(edges[edges.length - 1], 2)));
+    svg.append(svgEl("text", { x: pad.l, y: 9, class: "axis" }, `max ${maxCount} tokens per bin`));
+    return svg;
+  }
+
+  // Context shown around an example's largest activation (tokens before and after it).
+  const CONTEXT_BEFORE = 16;
+  const CONTEXT_AFTER = 6;
+
+  function exampleRow(ex, actMax) {
+    const n = ex.tokens.length;
+    const a = Math.max(0, ex.max_pos - CONTEXT_BEFORE);
+    const b = Math.min(n, ex.max_pos + CONTEXT_AFTER + 1);
+    const row = el("div", {
+      class: "example",
+      "data-testid": "card-example",
+      "data-max-act": String(ex.max_act),
+      "data-max-pos": String(ex.max_pos),
+    });
+    if (a > 0) row.append(el("span", { class: "more", text: "\u2026" }));
+    const scale = actMax > 0 ? actMax : Math.max(...ex.acts, 1e-9);
+    for (let k = a; k < b; k++) {
+      const act = ex.acts[k] || 0;
+      const shade = Math.min(1, Math.max(0, act / scale));
+      const tok = el("span", {
+        class: k === ex.max_pos ? "tok max" : "tok",
+        "data-act": String(act),
+        title: `"${showToken(ex.tokens[k])}": ${fmt(act, 3)}`,
+        text: showToken(ex.tokens[k]),
+      });
+      if (shade > 0) tok.style.backgroundColor = `rgba(255, 127, 14, ${(0.12 + 0.78 * shade).toFixed(3)})`;
+      row.append(tok);
+    }
+    if (b < n) row.append(el("span", { class: "more", text: "\u2026" }));
+    return row;
+  }
+
+  function renderCard(box, card) {
+    const sourceTitle = SOURCE_NAMES[card.label_source] || card.label_source || "";
+    box.append(
+      el(
+        "div",
+        { class: "card-head" },
+        el("span", {
+          id: "card-label",
+          "data-testid": "card-label",
+          class: "card-label",
+          text: card.label || "(no label)",
+          title: card.label || "",
+        }),
+        card.label_source
+          ? el("span", {
+              id: "card-label-source",
+              "data-testid": "card-label-source",
+              class: `badge src-${card.label_source}`,
+              title: sourceTitle,
+              text: card.label_source,
+            })
+          : null
+      )
+    );
+    const stat = (id, name, value, text) =>
+      el(
+        "span",
+        { class: "stat" },
+        el("span", { class: "stat-name", text: name }),
+        el("span", { id, "data-testid": id, "data-value": value === null || value === undefined ? "" : String(value), text })
+      );
+    const nTokens = card.n_tokens ? ` of ${card.n_tokens.toLocaleString("en-US")} tokens` : "";
+    box.append(
+      el(
+        "div",
+        { class: "card-stats" },
+        stat("card-frequency", "fires on", card.frequency, `${pct(card.frequency)}${nTokens}`),
+        stat("card-act-max", "max act", card.act_max, fmt(card.act_max, 3)),
+        stat("card-act-mean", "mean act", card.act_mean, fmt(card.act_mean, 3))
+      )
+    );
+    box.append(histogram(card));
+    box.append(el("h5", { text: "Top logits (promoted)" }), chips("card-top-logits", card.top_logits || [], "pos", "value"));
+    box.append(el("h5", { text: "Bottom logits (suppressed)" }), chips("card-bottom-logits", card.bottom_logits || [], "neg", "value"));
+    if ((card.top_tokens || []).length) {
+      box.append(el("h5", { text: "Fires most on" }), chips("card-top-tokens", card.top_tokens, "in", "count"));
+    }
+    const groups = el("div", { id: "card-groups", "data-testid": "card-groups" });
+    (card.groups || []).forEach((g, k) => {
+      const details = el(
+        "details",
+        { class: "card-group", "data-group": g.name },
+        el("summary", { text: `${g.name} (${g.examples.length})` })
+      );
+      if (k === 0) details.open = true;
+      for (const ex of g.examples) details.append(exampleRow(ex, card.act_max));
+      groups.append(details);
+    });
+    if (!(card.groups || []).length) groups.append(el("p", { class: "hint", text: "no examples: the feature never fired on the corpus" }));
+    box.append(groups);
+  }
+
+  /** Fill #feature-card for the selected node (hidden for other kinds). */
+  function updateCard() {
+    const section = $("feature-card");
+    const body = $("card-body");
+    const i = state.selected;
+    const key = featureKey(i);
+    section.hidden = !key;
+    if (!key) return;
+    body.replaceChildren();
+    const entry = cardOf(i, () => state.selected === i && updateCard());
+    const [layer, feature] = key.split("_");
+    $("card-title").textContent = `Feature card \u2014 layer ${layer}, feature ${feature}`;
+    if (!entry) {
+      section.dataset.state = "none";
+      body.append(el("p", { id: "card-error", "data-testid": "card-error", class: "hint", text: state.featureDetail || "no feature dashboards for this graph" }));
+      return;
+    }
+    section.dataset.state = entry.state;
+    if (entry.state === "loading") {
+      body.append(el("p", { class: "hint", text: "loading the feature card ..." }));
+    } else if (entry.state === "missing") {
+      body.append(el("p", { id: "card-error", "data-testid": "card-error", class: "hint", text: entry.error }));
+    } else {
+      renderCard(body, entry.card);
     }
   }
 
@@ -555,6 +873,7 @@
     const rs = radiusScale();
     drawSupernodes(ctx, w, h, rs);
     // Nodes: one path per kind.
+    let visible = 0;
     for (const kind of ["feature", "error", "token", "logit"]) {
       ctx.beginPath();
       let any = false;
@@ -563,6 +882,7 @@
         const sx = model.x[i] * z.k + z.tx;
         const sy = model.y[i] * z.k + z.ty;
         if (sx < -20 || sy < -20 || sx > w + 20 || sy > h + 20) continue;
+        if (sx >= 0 && sy >= 0 && sx <= w && sy <= h) visible++;
         nodePath(ctx, kind, sx, sy, model.r[i] * rs);
         any = true;
       }
@@ -609,30 +929,98 @@
       ctx.lineTo(x0, h);
       ctx.stroke();
     }
-    // Target logits on top, labelled nodes beside themselves.
+    // Target logits on top: their tokens above them.
     ctx.textBaseline = "bottom";
+    ctx.textAlign = "center";
     ctx.fillStyle = "#a0522d";
-    let shown = 0;
-    for (let i = 0; i < model.n && shown < 400; i++) {
+    const logitBoxes = [];
+    for (let i = 0; i < model.n && logitBoxes.length < 400; i++) {
+      if (model.kind[i] !== "logit") continue;
       const node = model.nodes[i];
       const [sx, sy] = toScreen(i);
       if (sx < 0 || sx > w || sy < 0 || sy > h) continue;
-      if (model.kind[i] === "logit") {
-        const tok = CT.logitToken(node);
-        ctx.textAlign = "center";
-        ctx.fillStyle = "#a0522d";
-        ctx.fillText(showToken(tok === null ? node.feature : tok), sx, sy - model.r[i] * rs - 3);
-        shown++;
-      } else if (state.labels.has(node.node_id)) {
-        ctx.textAlign = "left";
-        ctx.fillStyle = "#222";
-        ctx.textBaseline = "middle";
-        ctx.fillText(state.labels.get(node.node_id), sx + model.r[i] * rs + 3, sy);
-        ctx.textBaseline = "bottom";
-        shown++;
-      }
+      const tok = CT.logitToken(node);
+      const text = showToken(tok === null ? node.feature : tok);
+      const y = sy - model.r[i] * rs - 3;
+      ctx.fillText(text, sx, y);
+      const tw = ctx.measureText(text).width;
+      logitBoxes.push({ x0: sx - tw / 2, y0: y - 12, x1: sx + tw / 2, y1: y });
     }
     ctx.textAlign = "left";
+    drawNodeLabels(ctx, w, h, rs, visible, logitBoxes);
+  }
+
+  // Feature labels are drawn when they can be read: at most this many nodes on screen, or
+  // zoomed in at least this much; a person's labels always. Longer labels are cut.
+  const LABEL_MAX_VISIBLE = 60;
+  const LABEL_ZOOM = 2.5;
+  const LABEL_CHARS = 26;
+  const MAX_LABELS = 300;
+
+  function truncate(text, n) {
+    return text.length > n ? text.slice(0, n - 1) + "\u2026" : text;
+  }
+
+  function overlaps(a, b) {
+    return a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
+  }
+
+  /** Node labels beside their nodes, most influential first; a label that would cover
+   * another label or another node (right, left, above and below are tried) is left out. */
+  function drawNodeLabels(ctx, w, h, rs, visible, taken) {
+    const model = state.model;
+    const drawn = [];
+    state.drawnLabels = drawn;
+    const features = visible <= LABEL_MAX_VISIBLE || state.zoom.k >= LABEL_ZOOM;
+    const candidates = [];
+    const discs = [];
+    for (let i = 0; i < model.n; i++) {
+      const [sx, sy] = toScreen(i);
+      if (sx < 0 || sx > w || sy < 0 || sy > h) continue;
+      const r = model.r[i] * rs;
+      discs.push({ i, x0: sx - r, y0: sy - r, x1: sx + r, y1: sy + r });
+      if (model.kind[i] === "logit") continue;
+      const own = state.labels.has(model.nodes[i].node_id);
+      if (!own && !(features && model.kind[i] === "feature")) continue;
+      const text = nodeLabel(i);
+      if (!text) continue;
+      const inf = model.nodes[i].influence;
+      candidates.push({ i, own, text: truncate(text, LABEL_CHARS), sx, sy, r, inf: typeof inf === "number" ? inf : 1 });
+    }
+    if (!candidates.length) return;
+    candidates.sort((a, b) => b.own - a.own || a.inf - b.inf);
+    candidates.length = Math.min(candidates.length, MAX_LABELS);
+    const placed = taken.slice();
+    const lineH = 13;
+    ctx.lineJoin = "round";
+    ctx.textBaseline = "middle";
+    for (const c of candidates) {
+      ctx.font = c.own ? "600 11px sans-serif" : "11px sans-serif";
+      const tw = ctx.measureText(c.text).width;
+      const gap = c.r + 3;
+      const options = [
+        { x0: c.sx + gap, y0: c.sy - lineH / 2 },
+        { x0: c.sx - gap - tw, y0: c.sy - lineH / 2 },
+        { x0: c.sx - tw / 2, y0: c.sy - gap - lineH },
+        { x0: c.sx - tw / 2, y0: c.sy + gap },
+      ];
+      for (const o of options) {
+        const box = { x0: o.x0, y0: o.y0, x1: o.x0 + tw, y1: o.y0 + lineH };
+        if (box.x0 < 0 || box.y0 < 0 || box.x1 > w || box.y1 > h) continue;
+        if (placed.some((p) => overlaps(p, box))) continue;
+        if (discs.some((d) => d.i !== c.i && overlaps(d, box))) continue;
+        placed.push(box);
+        ctx.strokeStyle = "rgba(255, 255, 255, 0.9)";
+        ctx.lineWidth = 3;
+        ctx.strokeText(c.text, box.x0, box.y0 + lineH / 2);
+        ctx.fillStyle = c.own ? "#111" : "#1f3b57";
+        ctx.fillText(c.text, box.x0, box.y0 + lineH / 2);
+        drawn.push({ id: model.nodes[c.i].node_id, text: c.text, ...box });
+        break;
+      }
+    }
+    ctx.font = "11px sans-serif";
+    ctx.textBaseline = "bottom";
   }
 
   // Supernodes: a translucent rounded box around the members in the current (pruned) document.
@@ -779,20 +1167,68 @@
     return { x: rect.left + sx, y: rect.top + sy };
   }
 
+  // A feature's card is fetched for the tooltip only after the pointer rests on it this long.
+  const TIP_CARD_DELAY_MS = 120;
+  let tipTimer = 0;
+
+  function fillTooltip(i) {
+    const tip = $("tooltip");
+    const node = state.model.nodes[i];
+    const key = featureKey(i);
+    const own = state.labels.get(node.node_id);
+    const f = key ? state.featureLabels.get(key) : null;
+    const label = own || (f && f.label) || node.clerp || "";
+    const source = own ? "annotation" : f && f.label ? f.label_source : "";
+    tip.replaceChildren(el("div", { class: "tip-id", text: `${node.node_id} (${state.model.kind[i]})` }));
+    if (label) {
+      tip.append(
+        el(
+          "div",
+          { class: "tip-label" },
+          el("span", { text: label }),
+          source ? el("span", { class: "tip-src", text: ` [${source}]` }) : null
+        )
+      );
+    }
+    const entry = key ? state.cards.get(key) : null;
+    if (entry && entry.state === "ok") {
+      const top = (entry.card.top_logits || []).slice(0, 3);
+      if (top.length) {
+        tip.append(
+          el(
+            "div",
+            { class: "tip-logits" },
+            "\u2191 ",
+            ...top.map(([t, v]) => el("span", { class: "tip-chip", text: `${showToken(t)} ${fmt(v, 2)}` }))
+          )
+        );
+      }
+    }
+    // Beside the node, kept inside the canvas: flipped left / up near the right / bottom edges.
+    const [sx, sy] = toScreen(i);
+    const wrap = $("canvas-wrap");
+    const left = sx + 12 + tip.offsetWidth > wrap.clientWidth ? sx - 12 - tip.offsetWidth : sx + 12;
+    const top = sy + 12 + tip.offsetHeight > wrap.clientHeight ? sy - 12 - tip.offsetHeight : sy + 12;
+    tip.style.left = `${Math.max(0, left)}px`;
+    tip.style.top = `${Math.max(0, top)}px`;
+  }
+
   function setHover(i) {
     if (i === state.hover) return;
     state.hover = i;
     const tip = $("tooltip");
+    clearTimeout(tipTimer);
     if (i < 0) {
       tip.hidden = true;
     } else {
-      const node = state.model.nodes[i];
-      const label = state.labels.get(node.node_id) || node.clerp || "";
-      tip.textContent = `${node.node_id} (${state.model.kind[i]})${label ? ": " + label : ""}`;
-      const [sx, sy] = toScreen(i);
-      tip.style.left = `${sx + 12}px`;
-      tip.style.top = `${sy + 12}px`;
       tip.hidden = false;
+      fillTooltip(i);
+      if (featureKey(i) && state.featureSource && !state.cards.has(featureKey(i))) {
+        tipTimer = setTimeout(() => {
+          if (state.hover !== i) return;
+          cardOf(i, () => state.hover === i && fillTooltip(i));
+        }, TIP_CARD_DELAY_MS);
+      }
     }
     scheduleDraw(false);
   }
@@ -892,7 +1328,10 @@
     const model = state.model;
     $("panel-empty").hidden = i >= 0;
     $("panel-body").hidden = i < 0;
-    if (i < 0 || !model) return;
+    if (i < 0 || !model) {
+      $("feature-card").hidden = true;
+      return;
+    }
     const node = model.nodes[i];
     const kind = model.kind[i];
     $("panel-node-id").textContent = node.node_id;
@@ -916,6 +1355,7 @@
     $("pin-toggle").textContent = state.pinned.includes(node.node_id) ? "Unpin" : "Pin";
     edgeRows($("panel-incoming").tBodies[0], CT.topEdges(model, i, "in", 10));
     edgeRows($("panel-outgoing").tBodies[0], CT.topEdges(model, i, "out", 10));
+    updateCard();
   }
 
   // ---------------------------------------------------------------- pinning, subgraph
@@ -1038,6 +1478,7 @@
     try {
       await postAnnotation("label", [id], text);
       setStatus(`label saved for ${id}`);
+      refreshFeatureLabel(state.model.index.get(id));
     } catch (err) {
       setStatus(`could not save the label: ${err.message}`, true);
     }
@@ -1059,6 +1500,7 @@
       rebuildLabels();
       await loadAnnotations();
       setStatus(`label removed from ${id}`);
+      refreshFeatureLabel(state.model.index.get(id));
     } catch (err) {
       setStatus(`could not remove the label: ${err.message}`, true);
     }
@@ -1127,7 +1569,7 @@
       const asInt = /^-?\d+$/.test(q) ? Number(q) : null;
       for (let i = 0; i < model.n; i++) {
         const node = model.nodes[i];
-        const label = (state.labels.get(node.node_id) || "").toLowerCase();
+        const label = (model.kind[i] === "feature" || state.labels.has(node.node_id) ? nodeLabel(i) : "").toLowerCase();
         const hit =
           node.node_id.toLowerCase().includes(q) ||
           (label && label.includes(q)) ||
@@ -1279,10 +1721,11 @@
       supernodes: state.annotations.filter((a) => a.kind === "supernode").map((a) => [a.text, ...a.node_ids]),
       clickedId: state.selected >= 0 ? state.model.nodes[state.selected].node_id : "",
     });
-    for (const node of doc.nodes) {
-      const label = state.labels.get(node.node_id);
+    doc.nodes.forEach((node, i) => {
+      // A person's label, else the feature dashboards' (circuit-tracer shows clerp as the label).
+      const label = nodeLabel(i); // doc.nodes is a copy of state.model.nodes, in its order
       if (label && !node.clerp) node.clerp = label;
-    }
+    });
     const blob = new Blob([JSON.stringify(doc)], { type: "application/json" });
     const a = el("a", {
       href: URL.createObjectURL(blob),
@@ -1376,6 +1819,16 @@
     },
     redraw() {
       return drawAll(true);
+    },
+    nodeLabels() {
+      const rect = canvas().getBoundingClientRect();
+      return state.drawnLabels.map((b) => ({
+        ...b,
+        x0: b.x0 + rect.left,
+        y0: b.y0 + rect.top,
+        x1: b.x1 + rect.left,
+        y1: b.y1 + rect.top,
+      }));
     },
     supernodeBoxes() {
       const rect = canvas().getBoundingClientRect();

@@ -52,7 +52,7 @@ def test_build_writes_the_files_and_says_so(built):
     lines = printed.splitlines()
     assert lines[0] == "features: 4 layers x 1,024 = 4,096 features of toy-world-plt on toy-world"
     assert lines[3].startswith(f"labelled: {labelled:,} (") and labelled > 0
-    assert "corpus: 3,000 tokens of toy-world generated text (3,000 tokens)" in lines
+    assert "corpus: toy-world generated text, 3,000 tokens read" in lines
     assert f"dead (never fired): {dead:,} ({100 * dead / 4096:.1f}%)" in lines
     assert 0 < dead < 4096
     assert f"view: ct serve --features_dir {out}" in lines
