@@ -23,6 +23,13 @@ a file inside an installed package. Example::
       demo: ["The capital of the country where Mira lives is"]
     attribution: {max_n_logits: 10, desired_logit_prob: 0.95, max_feature_nodes: 7500}
     pruning: {node_threshold: 0.8, edge_threshold: 0.98}
+    feature_corpus: {path: corpus.jsonl, tokens: 200000, field: text}
+
+``feature_corpus`` is what the feature dashboards are measured on: a local ``.txt``,
+``.jsonl`` or ``.parquet`` file (the toy world's generated text when no path is given for the
+toy-world model); a model entry's own ``feature_corpus`` overrides the keys it gives.
+``feature_explainer: "module:function"`` (off by default) names a labeller the dashboards
+call on each feature card (top level, or per model entry).
 
 A model entry names either a ``preset`` (which fixes the model, its transcoders and the
 default backend) or a ``model`` with its ``transcoders``; :class:`ModelEntry` resolves a
@@ -94,6 +101,69 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FeatureCorpusSettings(_Strict):
+    """The corpus of the feature dashboards and how much of it to read.
+
+    ``path``: a local ``.txt`` (one document per line), ``.jsonl`` or ``.parquet`` file
+    (absolute once loaded), None for the toy world's generated text; ``tokens``: the token
+    budget; ``field``: the document's key (JSONL) or column (Parquet); ``window`` and
+    ``top_k``: tokens per example context and top examples per feature (None: the engine's
+    defaults). The file itself is checked when the dashboards are built, where it is read.
+    """
+
+    path: str | None = Field(default=None, min_length=1)
+    tokens: int = Field(default=200_000, ge=1)
+    field: str = Field(default="text", min_length=1)
+    window: int | None = Field(default=None, ge=1)
+    top_k: int | None = Field(default=None, ge=1)
+
+    def spec(self):
+        """The engine's ``CorpusSpec`` (imported here: ``ct_engine.features`` loads torch)."""
+        from ct_engine.features.corpus import CorpusSpec
+
+        return CorpusSpec(path=self.path, tokens=self.tokens, field=self.field)
+
+    def options(self) -> dict[str, int]:
+        """The ``build_dashboards`` keyword arguments set here (``window``, ``top_k``)."""
+        return {
+            name: getattr(self, name)
+            for name in ("window", "top_k")
+            if getattr(self, name) is not None
+        }
+
+
+# "package.module:function": an explainer the dashboards call (see resolve_explainer).
+EXPLAINER = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
+
+
+def _check_explainer(spec: str | None) -> str | None:
+    if spec is not None and not EXPLAINER.match(spec):
+        raise ValueError(f"{spec!r} is not 'module:function' (e.g. mypackage.labels:explain)")
+    return spec
+
+
+def resolve_explainer(spec: str | None):
+    """The callable ``spec`` (``"module:function"``) names, or None for None; a one-line
+    ValueError when the module cannot be imported or has no such callable."""
+    if spec is None:
+        return None
+    import importlib
+
+    module_name, _, name = _check_explainer(spec).partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # any import error of the user's module is reported alike
+        raise ValueError(
+            f"feature_explainer {spec!r}: cannot import {module_name}: {' '.join(str(err).split())}"
+        ) from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ValueError(f"feature_explainer {spec!r}: {module_name} has no callable {name!r}")
+    return function
+
+
 class ModelEntry(_Strict):
     """One model of the lakehouse: its partition key and how to load it.
 
@@ -117,6 +187,8 @@ class ModelEntry(_Strict):
     device: str | None = None
     eval_texts: str | None = None  # text file (one prompt per line) for transcoder_quality
     eval_tokens: int = Field(default=2048, ge=1)
+    feature_corpus: FeatureCorpusSettings | None = None  # overrides the top-level keys it sets
+    feature_explainer: str | None = None  # overrides the top-level feature_explainer
 
     @model_validator(mode="before")
     @classmethod
@@ -182,6 +254,11 @@ class ModelEntry(_Strict):
         if device is not None and not DEVICE.match(device):
             raise ValueError(f"{device!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)")
         return device
+
+    @field_validator("feature_explainer")
+    @classmethod
+    def _explainer(cls, spec: str | None) -> str | None:
+        return _check_explainer(spec)
 
 
 class AttributionSettings(_Strict):
@@ -262,6 +339,13 @@ class LakehouseConfig(_Strict):
     interventions: InterventionSettings = InterventionSettings()
     golden: Path | None = None
     prompts_file: Path | None = None  # one prompt per line; the sensor picks up new lines
+    feature_corpus: FeatureCorpusSettings = FeatureCorpusSettings()
+    feature_explainer: str | None = None
+
+    @field_validator("feature_explainer")
+    @classmethod
+    def _explainer(cls, spec: str | None) -> str | None:
+        return _check_explainer(spec)
 
     def model(self, name: str) -> ModelEntry:
         for entry in self.models:
@@ -269,6 +353,19 @@ class LakehouseConfig(_Strict):
                 return entry
         known = ", ".join(m.name for m in self.models)
         raise ValueError(f"unknown model {name!r}: the config {self.path} declares {known}")
+
+    def feature_corpus_for(self, name: str) -> FeatureCorpusSettings:
+        """The feature corpus of model ``name``: the top-level settings with the keys its
+        entry's ``feature_corpus`` gives replaced."""
+        own = self.model(name).feature_corpus
+        if own is None:
+            return self.feature_corpus
+        return self.feature_corpus.model_copy(update=own.model_dump(exclude_unset=True))
+
+    def feature_explainer_for(self, name: str) -> str | None:
+        """The ``module:function`` labeller of model ``name`` (its entry's, else the top
+        level's), or None."""
+        return self.model(name).feature_explainer or self.feature_explainer
 
     @property
     def base(self) -> Path:
@@ -396,6 +493,14 @@ def _apply_environment(raw: dict) -> None:
             raw["mlflow"] = {**mlflow, "tracking_uri": uri}
 
 
+def _resolve_corpus(owner: dict, base: Path, where: str) -> None:
+    """Make ``owner["feature_corpus"]["path"]`` absolute (a copy of the mapping: the
+    top-level settings and an entry's may be one YAML anchor)."""
+    corpus = owner.get("feature_corpus")
+    if isinstance(corpus, dict) and isinstance(corpus.get("path"), str) and corpus["path"]:
+        owner["feature_corpus"] = {**corpus, "path": str(_resolved(corpus["path"], base, where))}
+
+
 def config_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get(CONFIG_ENV) or default_config()).resolve()
 
@@ -445,6 +550,9 @@ def load_config(path: str | Path | None = None) -> LakehouseConfig:
             if isinstance(entry, dict) and isinstance(entry.get("eval_texts"), str):
                 where = f"{shown}: models[{i}].eval_texts"
                 entry["eval_texts"] = str(_resolved(entry["eval_texts"], base, where))
+            if isinstance(entry, dict):
+                _resolve_corpus(entry, base, f"{shown}: models[{i}].feature_corpus.path")
+    _resolve_corpus(raw, base, f"{shown}: feature_corpus.path")
     try:
         return LakehouseConfig.model_validate(raw)
     except ValidationError as err:

@@ -6,6 +6,7 @@ Tables are addressed by :class:`ct_lake.lake.Lake`; these are the file kinds nex
     <lake>/files/graph_files/model=<m>/<slug>.json               viewer files of each graph
     <lake>/files/transcoders/model=<m>/set/                      the converted transcoder set
     <lake>/files/plots/model=<m>[/prompt=<p>]/<name>.png         pictures
+    <lake>/files/features/model=<m>/features/                    circuit-tracer feature files
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ GRAPH_FILE = "graph.safetensors"
 GRAPH_FILES = "graph_files"
 TRANSCODER_DIR = "transcoders"
 PLOTS = "plots"
+# The feature dashboards in circuit-tracer's layout: the folder holds index.json.gz directly.
+FEATURE_FILES = "features"
+FEATURE_DIR = "features"
 
 
 def graph_slug(model: str, prompt: str) -> str:

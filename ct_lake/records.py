@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from ct_lake.paths import GRAPH_FILE, GRAPHS, PLOTS, TRANSCODER_DIR
+from ct_lake.paths import FEATURE_DIR, FEATURE_FILES, GRAPH_FILE, GRAPHS, PLOTS, TRANSCODER_DIR
 from ct_lake.tables import table
 
-if TYPE_CHECKING:  # the engine loads only when a graph is converted
+if TYPE_CHECKING:  # the engine loads only when a graph or dashboards are converted
+    from ct_engine.features import FeatureDashboards
     from ct_engine.graph import Graph
 
 # A torch tensor of the engine's: records only call its methods (``.cpu().numpy()``), so the
@@ -434,4 +435,220 @@ def census_record(keys: dict[str, str], census: pa.Table) -> Record:
         keys=keys,
         facts={"features": census.num_rows, "recurring_features": recurring},
         tables=[TableOut("feature_census", census)],
+    )
+
+
+# -- feature dashboards ------------------------------------------------------------------
+
+
+class _Lists:
+    """A list column built from Python values: flat values plus one length per row, turned
+    into one Arrow array at the end (no pyarrow call per row)."""
+
+    def __init__(self) -> None:
+        self.values: list = []
+        self.lengths: list[int] = []
+
+    def add(self, values) -> None:
+        self.values.extend(values)
+        self.lengths.append(len(values))
+
+    def array(self, type_: pa.ListType) -> pa.Array:
+        offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=offsets[1:])
+        if offsets[-1] > np.iinfo(np.int32).max:  # a list column's offsets are int32
+            raise ValueError(
+                f"{offsets[-1]:,} list values in one column: more than one table write holds"
+            )
+        return pa.ListArray.from_arrays(
+            pa.array(offsets.astype(np.int32)), pa.array(self.values, type=type_.value_type)
+        )
+
+
+def _columns_table(name: str, columns: dict[str, object]) -> pa.Table:
+    """Table ``name`` from arrays (Arrow arrays kept, anything else converted to the column's
+    type); columns in schema order."""
+    schema = table(name).schema
+    arrays = [
+        columns[f.name]
+        if isinstance(columns[f.name], pa.Array)
+        else pa.array(columns[f.name], f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class _FeatureColumns:
+    """The columns of ``feature_stats``, ``feature_examples`` and ``feature_logits``, filled
+    one card at a time (:meth:`add`) and turned into tables once (:meth:`tables`)."""
+
+    _STATS = ("n_active", "frequency", "act_min", "act_max", "act_mean", "label", "source")
+    _STAT_LISTS = (
+        "quantile_levels",
+        "quantile_values",
+        "histogram_edges",
+        "histogram_counts",
+        "top_tokens",
+        "top_token_counts",
+    )
+
+    def __init__(self) -> None:
+        self.stats: dict[str, list] = {k: [] for k in self._STATS}
+        self.stat_lists = {k: _Lists() for k in self._STAT_LISTS}
+        self.seen: list[tuple[int, int]] = []
+        self.ex: dict[str, list] = {
+            k: [] for k in ("layer", "feature", "group_name", "group_rank", "rank", "pos", "act")
+        }
+        self.ex_tokens, self.ex_acts = _Lists(), _Lists()
+        self.lg: dict[str, list] = {
+            k: [] for k in ("layer", "feature", "direction", "rank", "token", "value")
+        }
+
+    def add(self, card) -> None:
+        self.seen.append((card.layer, card.feature))
+        stats = self.stats
+        stats["n_active"].append(card.n_active)
+        stats["frequency"].append(card.frequency)
+        stats["act_min"].append(card.act_min)
+        stats["act_max"].append(card.act_max)
+        stats["act_mean"].append(card.act_mean)
+        stats["label"].append(card.label)
+        stats["source"].append(card.label_source)
+        lists = self.stat_lists
+        lists["quantile_levels"].add(card.quantile_levels)
+        lists["quantile_values"].add(card.quantile_values)
+        lists["histogram_edges"].add(card.histogram_edges)
+        lists["histogram_counts"].add(card.histogram_counts)
+        lists["top_tokens"].add([token for token, _ in card.top_tokens])
+        lists["top_token_counts"].add([count for _, count in card.top_tokens])
+        ex = self.ex
+        for group_rank, group in enumerate(card.groups):
+            for rank, example in enumerate(group.examples):
+                ex["layer"].append(card.layer)
+                ex["feature"].append(card.feature)
+                ex["group_name"].append(group.name)
+                ex["group_rank"].append(group_rank)
+                ex["rank"].append(rank)
+                ex["pos"].append(example.max_pos)
+                ex["act"].append(example.max_act)
+                self.ex_tokens.add(example.tokens)
+                self.ex_acts.add(example.acts)
+        lg = self.lg
+        for direction, pairs in (("top", card.top_logits), ("bottom", card.bottom_logits)):
+            for rank, (token, value) in enumerate(pairs):
+                lg["layer"].append(card.layer)
+                lg["feature"].append(card.feature)
+                lg["direction"].append(direction)
+                lg["rank"].append(rank)
+                lg["token"].append(token)
+                lg["value"].append(value)
+
+    def complete(self, dashboards: FeatureDashboards) -> bool:
+        """Whether every card of ``dashboards`` was added once, layer by layer in order."""
+        L, F = dashboards.n_layers, dashboards.d_transcoder
+        return self.seen == [(layer, feature) for layer in range(L) for feature in range(F)]
+
+    def tables(self, dashboards: FeatureDashboards) -> tuple[pa.Table, pa.Table, pa.Table]:
+        n = len(self.seen)
+        where = np.array(self.seen, dtype=np.int64).reshape(-1, 2)
+        stats_types = table("feature_stats").schema
+        stats = _columns_table(
+            "feature_stats",
+            {
+                "layer": where[:, 0].astype(np.int16),
+                "feature": where[:, 1].astype(np.int32),
+                "n_tokens": np.full(n, dashboards.n_tokens, dtype=np.int64),
+                "n_active": self.stats["n_active"],
+                "frequency": self.stats["frequency"],
+                "act_min": self.stats["act_min"],
+                "act_max": self.stats["act_max"],
+                "act_mean": self.stats["act_mean"],
+                **{k: v.array(stats_types.field(k).type) for k, v in self.stat_lists.items()},
+                "label": self.stats["label"],
+                "label_source": self.stats["source"],
+                "transcoder_id": [dashboards.transcoder_id] * n,
+                "corpus": [dashboards.corpus] * n,
+                "created_at": [_now()] * n,
+            },
+        )
+        example_types = table("feature_examples").schema
+        examples = _columns_table(
+            "feature_examples",
+            {
+                "layer": self.ex["layer"],
+                "feature": self.ex["feature"],
+                "group_name": self.ex["group_name"],
+                "group_rank": self.ex["group_rank"],
+                "rank": self.ex["rank"],
+                "tokens": self.ex_tokens.array(example_types.field("tokens").type),
+                "acts": self.ex_acts.array(example_types.field("acts").type),
+                "max_pos": self.ex["pos"],
+                "max_act": self.ex["act"],
+            },
+        )
+        return stats, examples, _columns_table("feature_logits", self.lg)
+
+
+def feature_tables(dashboards: FeatureDashboards) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """``(feature_stats, feature_examples, feature_logits)`` of every card of ``dashboards``:
+    ``L × F`` stats rows, one examples row per example of each group, ``2n`` logit rows per
+    feature (one pass over :meth:`FeatureDashboards.cards`)."""
+    columns = _FeatureColumns()
+    for card in dashboards.cards():
+        columns.add(card)
+    return columns.tables(dashboards)
+
+
+class _CardTee:
+    """``dashboards`` as the feature-file writer reads it, every card it is given also added
+    to ``columns``: the cards (the costly part) are made once for the files and the tables."""
+
+    def __init__(self, dashboards: FeatureDashboards, columns: _FeatureColumns) -> None:
+        self._dashboards, self._columns = dashboards, columns
+
+    def __getattr__(self, name: str):
+        return getattr(self._dashboards, name)
+
+    def cards(self, layer: int | None = None):
+        for card in self._dashboards.cards(layer):
+            self._columns.add(card)
+            yield card
+
+
+def features_record(keys: dict[str, str], dashboards: FeatureDashboards, files_dir: Path) -> Record:
+    """``feature_dashboards``: tables ``feature_examples``, ``feature_logits`` and the
+    ``feature_stats`` summary (one row per feature), and circuit-tracer's feature files,
+    written to ``files_dir`` (a scratch folder) and stored as the tree
+    ``files/features/model=<m>/features/``."""
+    from ct_engine.features.files import write_feature_files
+
+    columns = _FeatureColumns()
+    write_feature_files(_CardTee(dashboards, columns), files_dir)
+    if columns.complete(dashboards):
+        stats, examples, logits = columns.tables(dashboards)
+    else:  # the writer read the cards some other way: make them again
+        stats, examples, logits = feature_tables(dashboards)
+    n_active = dashboards.n_active
+    sources = dashboards.label_sources.ravel().tolist()
+    labelled = {source: sources.count(source) for source in dict.fromkeys(sources) if source}
+    return Record(
+        keys=keys,
+        facts={
+            "model_name": dashboards.model_name,
+            "transcoder_id": dashboards.transcoder_id,
+            "corpus": dashboards.corpus,
+            "window": dashboards.window,
+            "corpus_tokens": dashboards.n_tokens,
+            "features": int(n_active.size),
+            "dead_features": int((n_active == 0).sum()),
+            "mean_frequency": float(dashboards.frequency.mean()),
+            "labelled": labelled,
+            "dashboards_s": float(dashboards.seconds),
+        },
+        tables=[
+            TableOut("feature_examples", examples),
+            TableOut("feature_logits", logits),
+            TableOut("feature_stats", stats),
+        ],
+        files=[FileOut(FEATURE_FILES, FEATURE_DIR, files_dir, label="feature_files", tree=True)],
     )

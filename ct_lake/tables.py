@@ -238,6 +238,67 @@ TABLES: dict[str, TableSpec] = {
             ),
             "per model: each feature's appearances across graphs",
         ),
+        TableSpec(
+            "feature_stats",
+            ("model",),
+            pa.schema(
+                [
+                    ("layer", pa.int16()),
+                    ("feature", pa.int32()),
+                    ("n_tokens", pa.int64()),
+                    ("n_active", pa.int64()),
+                    ("frequency", pa.float64()),
+                    ("act_min", pa.float32()),
+                    ("act_max", pa.float32()),
+                    ("act_mean", pa.float32()),
+                    ("quantile_levels", pa.list_(pa.float32())),
+                    ("quantile_values", pa.list_(pa.float32())),
+                    ("histogram_edges", pa.list_(pa.float32())),
+                    ("histogram_counts", pa.list_(pa.int64())),
+                    ("top_tokens", pa.list_(pa.string())),
+                    ("top_token_counts", pa.list_(pa.int64())),
+                    ("label", pa.string()),
+                    ("label_source", pa.string()),  # auto | truth | explainer ('' unlabelled)
+                    ("transcoder_id", pa.string()),
+                    ("corpus", pa.string()),
+                    ("created_at", _TIMESTAMP),
+                ]
+            ),
+            "per model: every transcoder feature's activation statistics on the corpus",
+        ),
+        TableSpec(
+            "feature_examples",
+            ("model",),
+            pa.schema(
+                [
+                    ("layer", pa.int16()),
+                    ("feature", pa.int32()),
+                    ("group_name", pa.string()),
+                    ("group_rank", pa.int16()),  # 0: top activations, then quantile bands
+                    ("rank", pa.int16()),  # within the group, largest activation first
+                    ("tokens", pa.list_(pa.string())),
+                    ("acts", pa.list_(pa.float32())),
+                    ("max_pos", pa.int32()),
+                    ("max_act", pa.float32()),
+                ]
+            ),
+            "per model: each feature's example contexts, with its activation on every token",
+        ),
+        TableSpec(
+            "feature_logits",
+            ("model",),
+            pa.schema(
+                [
+                    ("layer", pa.int16()),
+                    ("feature", pa.int32()),
+                    ("direction", pa.string()),  # top (promoted) | bottom (suppressed)
+                    ("rank", pa.int16()),
+                    ("token", pa.string()),
+                    ("value", pa.float32()),
+                ]
+            ),
+            "per model: the output tokens each feature's decoder promotes and suppresses most",
+        ),
     ]
 }
 
@@ -339,9 +400,17 @@ ROLES: dict[str, Role] = {
     "top1_agreement": _M,
     "delta_ce": _M,
     "mean_*": _M,  # per-layer metrics averaged over layers: mean_fvu_centered, mean_l0, ...
-    # feature census
+    # feature census; feature dashboards ("features" counts the features of either)
     "features": _M,
     "recurring_features": _M,
+    "dead_features": _M,
+    "mean_frequency": _M,
+    "corpus": _P,
+    "corpus_tokens": _M,
+    "window": _P,
+    "transcoder_id": _P,
+    "labelled": Role(METRIC, "labelled_{}"),  # {label source: features labelled by it}
+    "dashboards_s": _M,
 }
 
 # Tables an asset shows the first rows of in Dagster: metadata name, columns, row count.

@@ -23,9 +23,9 @@ graph_job = dg.define_asset_job(
 )
 model_job = dg.define_asset_job(
     "model_job",
-    selection=dg.AssetSelection.groups("transcoders"),
+    selection=dg.AssetSelection.groups("transcoders", "features"),
     partitions_def=models_partitions,
-    description="transcoder cache and transcoder quality",
+    description="transcoder cache, transcoder quality and feature dashboards",
     executor_def=_distributed or dg.in_process_executor,
     op_retry_policy=_retry,
 )

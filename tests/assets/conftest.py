@@ -35,6 +35,8 @@ def tiny_lakehouse_files(tmp_path_factory) -> Path:
         threshold_scale=1.5,
         model_name=str(root / "model"),
     )
+    # the feature dashboards' corpus (feature_corpus in write_config): the prompts' words
+    (root / "corpus.txt").write_text("\n".join(PROMPTS * 40) + "\n")
     return root
 
 
@@ -54,6 +56,7 @@ def write_config(folder: Path, files: Path, **overrides) -> Path:
         "prompt_sets": {"demo": PROMPTS},
         "attribution": {"max_n_logits": 5, "desired_logit_prob": 0.9, "max_feature_nodes": 200},
         "interventions": {"top_features": 3, "top_targets": 2},
+        "feature_corpus": {"path": str(files / "corpus.txt"), "tokens": 1000, "window": 16},
     }
     config.update(overrides)
     path = folder / "ct_lakehouse.yaml"

@@ -18,7 +18,12 @@ from ct_assets.lib.profiles import (
     profile_home,
 )
 
-GPU_ASSETS = {"attribution_graph", "intervention_results", "transcoder_quality"}
+GPU_ASSETS = {
+    "attribution_graph",
+    "intervention_results",
+    "transcoder_quality",
+    "feature_dashboards",
+}
 CPU_ASSETS = {"pruned_graph", "graph_scores", "graph_files", "transcoder_cache", "feature_census"}
 
 _DESCRIBE = """
