@@ -1,6 +1,7 @@
 """Test-wide settings: offline Hugging Face, deterministic seeds, few threads."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -14,3 +15,42 @@ import torch  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(42)
+
+
+# The prompts of the tiny lakehouse model's tests; its corpus repeats them.
+PROMPTS = [
+    "the capital of Texas is Austin and the",
+    "Mira lives in Paris which is the capital of",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_lakehouse_files(tmp_path_factory) -> Path:
+    """A tiny Llama, random JumpReLU transcoders (2 layers x 128 features) and a corpus file
+    of its prompts, built once per session: ``root/model``, ``root/plt``, ``root/corpus.txt``."""
+    from ct_engine.tiny import (
+        FAMILY_HOOKS,
+        TinyModelSpec,
+        build_random_transcoders,
+        build_tiny_model,
+    )
+
+    root = tmp_path_factory.mktemp("lakehouse-model")
+    spec = TinyModelSpec(family="llama", n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64)
+    build_tiny_model(root / "model", spec)
+    hooks = FAMILY_HOOKS["llama"]
+    build_random_transcoders(
+        root / "plt",
+        n_layers=2,
+        d_model=32,
+        d_transcoder=128,
+        kind="plt",
+        activation="jump_relu",
+        feature_input_hook=hooks[0],
+        feature_output_hook=hooks[1],
+        threshold_scale=1.5,
+        model_name=str(root / "model"),
+    )
+    # the feature dashboards' corpus (feature_corpus in write_config): the prompts' words
+    (root / "corpus.txt").write_text("\n".join(PROMPTS * 40) + "\n")
+    return root

@@ -82,10 +82,13 @@ def main(
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen module; its exit status.
 
     A ``ValueError`` that escapes a command (a mistake the user can fix) is printed as one
-    line, ``<prog> <command>: error: <message>``, with exit status 2 and no traceback."""
+    line, ``<prog> <command> [<action>]: error: <message>``, with exit status 2 and no
+    traceback."""
     args = build_parser(modules, prog=prog, description=description).parse_args(argv)
     try:
         return run_subcommand(args, modules)
     except ValueError as err:
-        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
+        action = getattr(args, "action", None)
+        where = f"{args.command} {action}" if action else args.command
+        print(f"{prog} {where}: error: {err}", file=sys.stderr)
         return 2

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import sys
 import time
 from pathlib import Path
 
@@ -43,7 +42,6 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 FORMATTER_CLASS = DefaultsFormatter
-PROG = "ct features build"
 TOY_WORLD = "toy-world"
 
 # build_dashboards' own defaults, repeated here because the parser must not import torch
@@ -88,15 +86,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command; 2 with one line on stderr for a mistake the user can fix."""
-    try:
-        return _run(args)
-    except ValueError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     for flag in ("tokens", "window", "top_k", "batch_tokens"):
         value = getattr(args, flag)
         if value < 1:

@@ -26,7 +26,6 @@ DESCRIPTION = (
     "output of `ct features build MODEL TRANSCODERS` (features/<transcoders>)."
 )
 FORMATTER_CLASS = DefaultsFormatter
-PROG = "ct features show"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,15 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command; 2 with one line on stderr for a mistake the user can fix."""
-    try:
-        return _run(args)
-    except ValueError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     from ct_engine.features.files import FeatureFiles, default_features_dir
     from ct_engine.features.terminal import card_text
 

@@ -35,7 +35,6 @@ import dataclasses
 import gzip
 import json
 import math
-import os
 import re
 import shutil
 import struct
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ct_engine.features.cards import FeatureCard
+from ct_engine.folders import replace_folder
 
 INDEX_FILE = "index.json.gz"
 MANIFEST_FILE = "ct_features.json"
@@ -242,7 +242,7 @@ def write_cards(
             **shared,
         }
         (staging / MANIFEST_FILE).write_text(json.dumps(info, indent=1) + "\n")
-        _move_into_place(staging, out_dir)
+        replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -280,21 +280,6 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="writing feature files", unit="feature")
-
-
-def _move_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``, replacing an existing folder (restored on failure)."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
-    os.replace(target, retired)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 # -- reading ----------------------------------------------------------------------------------

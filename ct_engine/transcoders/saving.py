@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from pathlib import Path
 
 import yaml
+
+from ct_engine.folders import replace_folder
 
 from .base import Transcoders
 from .cross_layer import CrossLayerTranscoder
@@ -47,23 +48,8 @@ def save_transcoders(transcoders: Transcoders, directory: str | Path) -> Path:
             raise TypeError(f"cannot save {type(transcoders).__name__}")
         config = yaml.safe_dump(cache_config(transcoders), sort_keys=False)
         (staging / CONFIG_FILE).write_text(config)
-        _move_into_place(staging, directory)
+        replace_folder(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
-
-
-def _move_into_place(staging: Path, directory: Path) -> None:
-    """Rename ``staging`` to ``directory``, replacing an existing folder."""
-    if not directory.exists():
-        os.replace(staging, directory)
-        return
-    retired = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex}"
-    os.replace(directory, retired)
-    try:
-        os.replace(staging, directory)
-    except BaseException:
-        os.replace(retired, directory)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)

@@ -7,37 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ct_engine.tiny import FAMILY_HOOKS, TinyModelSpec, build_random_transcoders, build_tiny_model
+from tests.conftest import PROMPTS
 from tests.mlflowserver import mlflow_server  # noqa: F401 - one server for the session
-
-PROMPTS = [
-    "the capital of Texas is Austin and the",
-    "Mira lives in Paris which is the capital of",
-]
-
-
-@pytest.fixture(scope="session")
-def tiny_lakehouse_files(tmp_path_factory) -> Path:
-    """A model and transcoders built once per session."""
-    root = tmp_path_factory.mktemp("lakehouse-model")
-    spec = TinyModelSpec(family="llama", n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64)
-    build_tiny_model(root / "model", spec)
-    hooks = FAMILY_HOOKS["llama"]
-    build_random_transcoders(
-        root / "plt",
-        n_layers=2,
-        d_model=32,
-        d_transcoder=128,
-        kind="plt",
-        activation="jump_relu",
-        feature_input_hook=hooks[0],
-        feature_output_hook=hooks[1],
-        threshold_scale=1.5,
-        model_name=str(root / "model"),
-    )
-    # the feature dashboards' corpus (feature_corpus in write_config): the prompts' words
-    (root / "corpus.txt").write_text("\n".join(PROMPTS * 40) + "\n")
-    return root
 
 
 def write_config(folder: Path, files: Path, **overrides) -> Path:

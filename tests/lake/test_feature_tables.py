@@ -28,36 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def dashboards(tmp_path_factory):
-    """The dashboards of a 2-layer model with 128 random transcoder features per layer, on a
-    ~700-token text file."""
+def dashboards(tiny_lakehouse_files):
+    """The dashboards of a 2-layer model with 128 random transcoder features per layer, on
+    600 tokens of its corpus file."""
     from ct_engine import ReplacementModel
     from ct_engine.features import build_dashboards, read_texts
-    from ct_engine.tiny import (
-        FAMILY_HOOKS,
-        TinyModelSpec,
-        build_random_transcoders,
-        build_tiny_model,
-    )
 
-    root = tmp_path_factory.mktemp("features-tiny")
-    spec = TinyModelSpec(family="llama", n_layers=2, d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64)
-    build_tiny_model(root / "model", spec)
-    hooks = FAMILY_HOOKS["llama"]
-    build_random_transcoders(
-        root / "plt",
-        n_layers=2,
-        d_model=32,
-        d_transcoder=128,
-        kind="plt",
-        activation="jump_relu",
-        feature_input_hook=hooks[0],
-        feature_output_hook=hooks[1],
-        threshold_scale=1.5,
-        model_name=str(root / "model"),
-    )
-    lines = ["the capital of Texas is Austin and the", "Mira lives in Paris which is the capital"]
-    (root / "corpus.txt").write_text("\n".join(lines * 40) + "\n")
+    root = tiny_lakehouse_files
     model = ReplacementModel.from_pretrained(str(root / "model"), str(root / "plt"))
     return build_dashboards(
         model, read_texts(root / "corpus.txt"), max_tokens=600, window=16, progress=False

@@ -45,7 +45,7 @@ def test_build_writes_the_files_and_says_so(built):
     files = FeatureFiles(out)
     assert (files.n_layers, files.d_transcoder(0), files.n_tokens) == (4, 1024, 3000)
     assert files.model_name == "toy-world"
-    assert files.corpus == "toy-world generated text (3,000 tokens)"
+    assert files.corpus == "toy-world generated text"
     cards = list(files.cards())
     dead = sum(card.n_active == 0 for card in cards)
     labelled = sum(bool(card.label) for card in cards)
