@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -194,14 +195,20 @@ def write(results: dict, load: tuple, path: Path) -> None:
         f"take about "
         f"{full_s_per_token * 1e6 / 3600:,.0f} hours here: a CPU is not the place for it.",
         "",
-        "On one GPU, per token: the forward is about 2 × 2.6 G = 5.2 GFLOP, the 26 encoders "
-        "2 × 26 × 2,304 × 16,384 = 2.0 GFLOP; the bookkeeping is memory-bound (a top-k merge "
-        "over the features that beat their current k-th window). No GPU was lent to this task, "
-        "so this is an estimate, not a measurement: at a sustained 100-200 TFLOP/s in bf16 "
-        "the arithmetic alone is 14,000-28,000 tokens/s; with the bookkeeping's share as "
-        "measured here (its fraction of the pass), expect a few thousand tokens per second, "
-        "i.e. roughly 5-15 minutes per million tokens for the whole 26-layer set. "
-        "`python benchmarks/bench_features.py --device cuda` measures it on a GPU machine.",
+        "On one GPU (not measured: no GPU was lent to this task; "
+        "`python benchmarks/bench_features.py --device cuda` measures it), per token: the "
+        "forward is about 2 × 2.6 G = 5.2 GFLOP and the 26 encoders 2 × 26 × 2,304 × 16,384 "
+        "= 2.0 GFLOP, 14,000-28,000 tokens/s at a sustained 100-200 TFLOP/s in bf16. The "
+        "bookkeeping is memory-bound (masks, a histogram scatter and a top-k merge over the "
+        f"16,384 features): {1000 * r['hook_s_per_token_layer']:.2f} ms per token and layer "
+        "here at about 20 GB/s of memory bandwidth; scaled to an H100/H200's 3-5 TB/s "
+        f"(150-250×) that is {1000 * r['hook_s_per_token_layer'] * 26 / 250:.2f}-"
+        f"{1000 * r['hook_s_per_token_layer'] * 26 / 150:.2f} ms per token for 26 layers, "
+        f"{150 / (r['hook_s_per_token_layer'] * 26):,.0f}-"
+        f"{250 / (r['hook_s_per_token_layer'] * 26):,.0f} tokens/s. With the forward, expect "
+        "roughly 1,000-2,000 tokens per second: 8-17 minutes per million tokens for a "
+        "whole Gemma-2-2B transcoder set (26 × 16,384 features), plus its output effects "
+        "(26 × 16,384 × 256,000 logits: seconds on a GPU).",
         "",
         "```json",
         json.dumps(results, indent=1),
@@ -222,6 +229,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", choices=["toy", "real"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite --out from the JSON already in it"
+    )
     args = parser.parse_args(argv)
     if args.child == "toy":
         print(json.dumps(toy(args.toy_tokens)))
@@ -230,6 +240,12 @@ def main(argv=None) -> int:
         print(
             json.dumps(real(args.real_tokens, args.real_layers, args.l0, args.device, args.workdir))
         )
+        return 0
+    if args.render:
+        text = args.out.read_text()
+        results = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
+        before, after = (float(x) for x in re.findall(r"(?:before|after) ([0-9.]+)", text)[:2])
+        write(results, (before, after), args.out)
         return 0
     with tempfile.TemporaryDirectory() as scratch:
         args.workdir = args.workdir or Path(scratch)
