@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         return 0 if summary.success else 1
     print("\nnext:")
     print('  ct sql "SELECT * FROM graph_overview"           # query the lake')
+    print('  ct sql "SELECT layer, feature, label FROM feature_cards LIMIT 20"  # what features do')
+    print("  make viewer    # graphs and feature cards on http://127.0.0.1:8041")
     print("  make dagster   # Dagster UI on http://127.0.0.1:3000 (runs, assets, metadata)")
     print("  make mlflow    # MLflow UI on http://127.0.0.1:5000 (params, metrics, plots)")
     return 0 if summary.success else 1

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from ct_lake.keys import prompt_key
-from tests.assets.conftest import PROMPTS, tiny_lakehouse_files, write_config  # noqa: F401
+from tests.assets.conftest import PROMPTS, write_config  # noqa: F401
 from tests.s3server import free_port, s3_server, s3_uri  # noqa: F401
 
 

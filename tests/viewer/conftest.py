@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.assets.conftest import PROMPTS, tiny_lakehouse_files, write_config  # noqa: F401
+from tests.assets.conftest import PROMPTS, write_config  # noqa: F401
 from tests.s3server import s3_server, s3_uri  # noqa: F401
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.assets.conftest import PROMPTS, tiny_lakehouse_files, write_config  # noqa: F401
+from tests.assets.conftest import PROMPTS, write_config  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
