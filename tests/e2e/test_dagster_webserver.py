@@ -39,7 +39,6 @@ READY_TIMEOUT_S = 120  # webserver up and the code location loaded
 RUN_TIMEOUT_S = 240  # queued -> success (a fresh run worker imports torch and loads the model)
 STOP_TIMEOUT_S = 30
 
-tiny_lakehouse_files = assets_conftest.tiny_lakehouse_files  # the session-scoped fixture
 
 LOCATIONS_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
