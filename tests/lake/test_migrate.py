@@ -25,6 +25,10 @@ from ct_lake.tables import TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 OLD = REPO / "tests" / "fixtures" / "lake_v0" / "lake"
+# Tables the previous format never had (added with the Delta lake): a migrated lake starts
+# without them, and the catalog's views read them as empty.
+SINCE_DELTA = {"feature_stats", "feature_examples", "feature_logits"}
+V0_TABLES = {name: spec for name, spec in TABLES.items() if name not in SINCE_DELTA}
 LOCKS = {
     "annotations/graph=toy-world__p_5ce1a994da98/.lock",
     "files/graph_files/model=toy-world/.lock",
@@ -34,7 +38,7 @@ LOCKS = {
 def old_partitions(root: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], pa.Table]:
     """``(table, ((column, value), ...)) -> rows with the partition columns`` of an old lake."""
     found = {}
-    for name, spec in TABLES.items():
+    for name, spec in V0_TABLES.items():
         stars = "/".join(f"{column}=*" for column in spec.partitions)
         for path in sorted(root.glob(f"{name}/{stars}/data.parquet")):
             parts = path.relative_to(root / name).parts[:-1]
@@ -81,7 +85,7 @@ def migrated(tmp_path_factory):
 
 def test_fixture_is_a_previous_format_lake():
     tables = {name for name, _ in old_partitions(OLD)}
-    assert tables == set(TABLES), "the fixture should hold every table of the lake"
+    assert tables == set(V0_TABLES), "the fixture should hold every table of the old format"
     assert not list(OLD.glob("*/_delta_log"))
 
 
@@ -109,7 +113,9 @@ def test_rows_equal_per_partition(migrated):
     new, _ = migrated
     lake = Lake(new)
     old = old_partitions(OLD)
-    for name, spec in TABLES.items():
+    for name in SINCE_DELTA:
+        assert not (new / name).exists() and lake.scan(name).num_rows == 0, name
+    for name, spec in V0_TABLES.items():
         assert (new / name / "_delta_log").is_dir(), name  # a Delta table now
         scanned = lake.scan(name)
         assert scanned.num_rows == sum(d.num_rows for (t, _), d in old.items() if t == name)
@@ -188,7 +194,7 @@ def test_cli_prints_summary(tmp_path):
     result = run_ct("lake", "migrate", str(OLD), str(new))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    for name in TABLES:
+    for name in V0_TABLES:
         parts = [d for (t, _), d in old_partitions(OLD).items() if t == name]
         assert any(
             line.split() == [name, str(len(parts)), str(sum(d.num_rows for d in parts))]
