@@ -543,11 +543,6 @@ class _FeatureColumns:
                 lg["token"].append(token)
                 lg["value"].append(value)
 
-    def complete(self, dashboards: FeatureDashboards) -> bool:
-        """Whether every card of ``dashboards`` was added once, layer by layer in order."""
-        L, F = dashboards.n_layers, dashboards.d_transcoder
-        return self.seen == [(layer, feature) for layer in range(L) for feature in range(F)]
-
     def tables(self, dashboards: FeatureDashboards) -> tuple[pa.Table, pa.Table, pa.Table]:
         n = len(self.seen)
         where = np.array(self.seen, dtype=np.int64).reshape(-1, 2)
@@ -599,22 +594,6 @@ def feature_tables(dashboards: FeatureDashboards) -> tuple[pa.Table, pa.Table, p
     return columns.tables(dashboards)
 
 
-class _CardTee:
-    """``dashboards`` as the feature-file writer reads it, every card it is given also added
-    to ``columns``: the cards (the costly part) are made once for the files and the tables."""
-
-    def __init__(self, dashboards: FeatureDashboards, columns: _FeatureColumns) -> None:
-        self._dashboards, self._columns = dashboards, columns
-
-    def __getattr__(self, name: str):
-        return getattr(self._dashboards, name)
-
-    def cards(self, layer: int | None = None):
-        for card in self._dashboards.cards(layer):
-            self._columns.add(card)
-            yield card
-
-
 def features_record(keys: dict[str, str], dashboards: FeatureDashboards, files_dir: Path) -> Record:
     """``feature_dashboards``: tables ``feature_examples``, ``feature_logits`` and the
     ``feature_stats`` summary (one row per feature), and circuit-tracer's feature files,
@@ -623,11 +602,8 @@ def features_record(keys: dict[str, str], dashboards: FeatureDashboards, files_d
     from ct_engine.features.files import write_feature_files
 
     columns = _FeatureColumns()
-    write_feature_files(_CardTee(dashboards, columns), files_dir)
-    if columns.complete(dashboards):
-        stats, examples, logits = columns.tables(dashboards)
-    else:  # the writer read the cards some other way: make them again
-        stats, examples, logits = feature_tables(dashboards)
+    write_feature_files(dashboards, files_dir, on_card=columns.add)
+    stats, examples, logits = columns.tables(dashboards)
     n_active = dashboards.n_active
     sources = dashboards.label_sources.ravel().tolist()
     labelled = {source: sources.count(source) for source in dict.fromkeys(sources) if source}

@@ -40,7 +40,7 @@ import shutil
 import struct
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +169,19 @@ def _list_or_value(value: Any) -> Any:
 # -- writing ----------------------------------------------------------------------------------
 
 
-def write_feature_files(dashboards, out_dir: str | Path, *, progress: bool = False) -> Path:
+def write_feature_files(
+    dashboards,
+    out_dir: str | Path,
+    *,
+    progress: bool = False,
+    on_card: Callable[[FeatureCard], None] | None = None,
+) -> Path:
     """Write every feature of ``dashboards`` (a
     :class:`~ct_engine.features.FeatureDashboards`, ``L`` layers of ``F`` features) to
     ``out_dir`` in circuit-tracer's layout (module docstring); returns ``out_dir``.
+    ``on_card`` is called with each card as it is written (cards are the costly part: a
+    caller that also needs them, such as the lake's tables, gets them without making them
+    twice).
 
     Atomic: the files go into a temporary sibling folder that then replaces ``out_dir``, so a
     reader sees the old folder or the new one, never a half-written one."""
@@ -185,7 +194,14 @@ def write_feature_files(dashboards, out_dir: str | Path, *, progress: bool = Fal
         "window": int(dashboards.window),
         "seconds": round(float(dashboards.seconds), 3),
     }
-    layers = {layer: dashboards.cards(layer) for layer in range(dashboards.n_layers)}
+
+    def cards(layer: int) -> Iterator[FeatureCard]:
+        for card in dashboards.cards(layer):
+            if on_card is not None:
+                on_card(card)
+            yield card
+
+    layers = {layer: cards(layer) for layer in range(dashboards.n_layers)}
     return write_cards(
         layers,
         out_dir,
