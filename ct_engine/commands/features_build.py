@@ -91,12 +91,10 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {value}")
     # Everything that can be checked without the model is checked before loading it.
-    from ct_engine.features.corpus import CorpusSpec, check_corpus_file, corpus_texts
+    from ct_engine.features.corpus import CorpusSpec, corpus_texts
     from ct_engine.features.files import default_features_dir
 
     spec = CorpusSpec(path=args.corpus, tokens=args.tokens, field=args.field)
-    if args.corpus is not None:
-        check_corpus_file(args.corpus, args.field)
     texts = corpus_texts(spec, _model_key(args.model))
     first = next(iter(texts), None)
     if first is None:

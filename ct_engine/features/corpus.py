@@ -68,8 +68,13 @@ def check_corpus_file(path: str | Path, field: str = "text") -> Path:
 
 
 def read_texts(path: str | Path, field: str = "text") -> Iterator[str]:
-    """Stream the documents of a local corpus file (see the module docstring)."""
-    path = check_corpus_file(path, field)
+    """Stream the documents of a local corpus file (see the module docstring). The file is
+    checked now (:func:`check_corpus_file`), so a mistake surfaces before a model loads, not
+    at the first document."""
+    return _stream_texts(check_corpus_file(path, field), field)
+
+
+def _stream_texts(path: Path, field: str) -> Iterator[str]:
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         import pyarrow.parquet as pq

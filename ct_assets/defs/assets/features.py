@@ -41,7 +41,7 @@ def feature_dashboards(
     A model with no corpus (no ``feature_corpus.path``, and not the toy world, which has its
     own text) is not materialized: a warning says so, and its other assets run as usual."""
     from ct_engine.features import build_dashboards, corpus_texts
-    from ct_engine.features.corpus import TOY_WORLD, check_corpus_file
+    from ct_engine.features.corpus import TOY_WORLD
 
     config, lake = lakehouse.config, lakehouse.lake
     results, without_corpus = [], []
@@ -57,8 +57,6 @@ def feature_dashboards(
             )
             continue
         try:  # mistakes in the corpus or the explainer: one line, before the model loads
-            if spec.path is not None:
-                check_corpus_file(spec.path, spec.field)
             texts = corpus_texts(spec, entry.model)
             explainer = resolve_explainer(config.feature_explainer_for(model_key))
         except ValueError as err:
