@@ -10,6 +10,10 @@ to lie inside ``<dir>`` (file graphs): no id is ever a raw path.
 
 A JSON file graph is already pruned: the thresholds a client asks for cannot be re-applied,
 so its document is served exactly as stored.
+
+A lake graph's document also ranks its nodes by influence (:func:`add_influence_ranks`): the
+document's ``influence`` is circuit-tracer's cumulative share (smallest for the most
+influential node), which a reader cannot turn back into one node's own part of the total.
 """
 
 from __future__ import annotations
@@ -266,7 +270,7 @@ class GraphStore:
         graph = self.graph(ref)
         entry = self.entry(ref.model)
         scan = graph.scan if graph.scan is not None else (entry.transcoders if entry else None)
-        return graph_document(
+        document = graph_document(
             graph,
             ref.id,
             tokenizer=self.tokenizer(ref, graph),
@@ -274,6 +278,8 @@ class GraphStore:
             node_threshold=node_threshold,
             edge_threshold=edge_threshold,
         )
+        add_influence_ranks(document, graph)
+        return document
 
     def graph(self, ref: GraphRef):
         from ct_engine.graph.cache import load_graph
@@ -314,6 +320,7 @@ class GraphStore:
 
 
 def _graph_nodes(graph) -> dict[str, NodeRef]:
+    """Every node of the graph by node id, in the graph's node order."""
     from ct_engine.graph.files import node_ids
 
     L = graph.n_layers
@@ -325,6 +332,33 @@ def _graph_nodes(graph) -> dict[str, NodeRef]:
         info = graph.node_info(i)
         nodes[node_ids(info, L)[0]] = NodeRef(info.kind, info.layer, info.pos, info.feature)
     return nodes
+
+
+def add_influence_ranks(document: dict, graph) -> None:
+    """Give each non-logit node of ``document`` its ``influence_rank`` (1 = the most
+    influential) and ``influence_share`` (its influence over the total) among every node of the
+    unpruned ``graph`` but the logits, and the metadata ``influence_ranked_nodes`` (how many).
+
+    The influence is the lake's ``nodes.influence`` (:func:`ct_lake.records.node_influence`);
+    the order, ties by node index, is the one of the document's cumulative ``influence``.
+    """
+    import torch
+
+    from ct_lake.records import node_influence
+
+    influence = node_influence(graph)[: graph.logit_slice.start]
+    total = float(influence.sum())
+    order = torch.sort(influence, descending=True, stable=True).indices.tolist()
+    rank = {i: r for r, i in enumerate(order, start=1)}
+    index = {node_id: i for i, node_id in enumerate(_graph_nodes(graph))}
+    values = influence.tolist()
+    for node in document["nodes"]:
+        i = index.get(node["node_id"])
+        if i is None or i >= len(values):  # logits: no influence of their own
+            continue
+        node["influence_rank"] = rank[i]
+        node["influence_share"] = values[i] / total if total > 0 else 0.0
+    document["metadata"]["influence_ranked_nodes"] = len(values)
 
 
 _FEATURE_ID = re.compile(r"^(?P<layer>\d+)_(?P<feature>\d+)_(?P<pos>\d+)$")

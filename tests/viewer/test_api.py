@@ -96,6 +96,48 @@ def test_document_validates_and_thresholds_prune(client, viewer_lake, document):
         assert "node_threshold" in response.json()["detail"]
 
 
+def lake_influence_ranks(lake_root, model: str, prompt: str) -> tuple[dict, dict, int]:
+    """``(rank, share, n)`` by node id from the lake's ``nodes`` table: rank 1 is the largest
+    influence (ties by node index), share is the influence over the total, logits left out."""
+    con = catalog.connect(lake_root)
+    try:
+        rows = con.execute(
+            "SELECT node, kind, layer, pos, feature, token_id, influence FROM nodes "
+            "WHERE model = ? AND prompt = ? AND kind <> 'logit' ORDER BY node",
+            [model, prompt],
+        ).fetchall()
+    finally:
+        con.close()
+    ids = {
+        "feature": lambda r: f"{r[2]}_{r[4]}_{r[3]}",
+        "error": lambda r: f"{r[2]}_-1_{r[3]}",
+        "token": lambda r: f"E_{r[5]}_{r[3]}",
+    }
+    total = sum(r[6] for r in rows)
+    ordered = sorted(rows, key=lambda r: (-r[6], r[0]))
+    rank = {ids[r[1]](r): k for k, r in enumerate(ordered, start=1)}
+    share = {ids[r[1]](r): r[6] / total for r in rows}
+    return rank, share, len(rows)
+
+
+def test_document_ranks_nodes_by_influence(client, viewer_lake, document):
+    """Each node's rank and share of the total influence, as the lake's nodes table gives
+    them; the cumulative ``influence`` of a feature is the sum of the shares up to its rank."""
+    model, prompt = viewer_lake.ids[0].split("__")
+    rank, share, n = lake_influence_ranks(viewer_lake.config.lake, model, prompt)
+    assert document["metadata"]["influence_ranked_nodes"] == n
+    by_rank = sorted(share.values(), reverse=True)
+    ranked = [x for x in document["nodes"] if x["feature_type"] != "logit"]
+    assert ranked and all("influence_rank" not in x for x in document["nodes"] if x not in ranked)
+    for node in ranked:
+        assert node["influence_rank"] == rank[node["node_id"]], node["node_id"]
+        assert node["influence_share"] == pytest.approx(share[node["node_id"]], rel=1e-9)
+        cumulative = sum(by_rank[: node["influence_rank"]])
+        assert node["influence"] == pytest.approx(cumulative, rel=1e-4, abs=1e-6)
+    # The most influential nodes are kept by pruning: the document holds rank 1.
+    assert min(x["influence_rank"] for x in ranked) == 1
+
+
 def test_file_graph_is_served_as_stored(client, viewer_lake):
     response = client.get("/api/graphs/file__copy", params={"node_threshold": 0.1})
     assert response.status_code == 200
