@@ -45,6 +45,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ct_engine.folders import set_default_mode, set_default_modes
 from ct_lake.keys import check_model_key, check_prompt_key
 from ct_lake.storage import LakeError, Location
 
@@ -158,6 +159,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    set_default_mode(tmp)  # mkstemp's file is private (0600); the lake's files are not
     try:
         yield tmp
         os.replace(tmp, path)
@@ -507,6 +509,9 @@ def _swap_tree(folder: Path, target: Path) -> None:
     old = None
     try:
         shutil.copytree(folder, staging, dirs_exist_ok=True, symlinks=False)
+        # mkdtemp's folder is private (0700) and the copy keeps the source's modes (often a
+        # private scratch folder): the stored tree gets the usual modes instead.
+        set_default_modes(staging)
         if target.exists():
             old = Path(
                 tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old.tmp", dir=target.parent)

@@ -62,6 +62,7 @@ import numpy as np
 import yaml
 
 from ct_assets.lib.context import model_prompt, multi_key
+from ct_engine.folders import set_default_mode
 from ct_lake.config import LakehouseConfig
 from ct_lake.keys import check_model_key, prompt_key
 from ct_lake.lake import Lake
@@ -77,6 +78,7 @@ SCORES = (
     "pruned_completeness_score",
 )
 PASS, WARN, ERROR = "pass", "warn", "error"
+SKIP = "skip"  # a partition the golden set has no baseline for: not compared
 _RANK = {PASS: 0, WARN: 1, ERROR: 2}
 
 
@@ -201,6 +203,7 @@ def write_baseline(path: Path, snapshot: Mapping[str, Any]) -> Path:
     try:
         with os.fdopen(fd, "w") as out:
             out.write(text)
+        set_default_mode(tmp)  # mkstemp's file is private (0600); a baseline is committed
         os.replace(tmp, path)  # readers see the old baseline or the new one, never half
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -454,16 +457,17 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> DriftRep
 
 
 def golden_check(config: LakehouseConfig, lake: Lake, key) -> tuple[str, dict[str, Any]]:
-    """``(severity, metadata)`` of partition ``key`` against its baseline: ``pass`` with a
-    note when the partition is not in the golden set or has no baseline yet."""
+    """``(severity, metadata)`` of partition ``key`` against its baseline: ``skip`` with a
+    note when the partition is not in the golden set or has no baseline yet (nothing was
+    compared, so nothing passed)."""
     model, prompt = model_prompt(key)
     cell = golden_cell(config, key)
     if cell is None:
-        return PASS, {"golden": False, "note": "not in the golden set: nothing to compare"}
+        return SKIP, {"golden": False, "note": "not in the golden set: nothing to compare"}
     path = baseline_path(config, model, prompt)
     baseline = read_baseline(path)
     if baseline is None:
-        return PASS, {
+        return SKIP, {
             "golden": True,
             "baseline": str(path),
             "note": f"no baseline yet: create it with `ct baseline update --model {model}`",
