@@ -26,8 +26,10 @@ import re
 import tempfile
 from pathlib import Path
 
+from ct_engine.folders import set_default_mode
 from ct_engine.graph.graph import Graph, NodeInfo
 from ct_engine.graph.pruning import prune_graph
+from ct_engine.transcoders.refs import scan_name
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "graph-metadata.json"
@@ -55,9 +57,10 @@ def node_ids(info: NodeInfo, n_layers: int) -> tuple[str, str]:
 def _scan_fields(scan) -> tuple[str, list[str]]:
     if scan is None:
         raise ValueError("the graph has no scan: pass scan= to name its transcoder set")
-    if isinstance(scan, str):
-        return scan, []
-    scans = [str(s) for s in scan]
+    # A local folder (the toy world's sets, a user's own) shows as its name, never its path.
+    if isinstance(scan, (str, os.PathLike)):
+        return scan_name(scan), []
+    scans = [scan_name(s) for s in scan]
     # circuit-tracer uses Python's hash(), which changes between processes; ours is stable.
     digest = hashlib.sha256("-".join(scans).encode()).hexdigest()[:12]
     return f"custom-{digest}", scans
@@ -206,6 +209,7 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh, separators=(",", ":"))
+        set_default_mode(tmp)  # mkstemp's file is private (0600); the viewer's JSON is not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -132,6 +132,59 @@ def parse_transcoder_ref(ref: str | Path | TranscoderRef) -> TranscoderRef:
     return TranscoderRef(local_path=local)
 
 
+def scan_name(scan: str | Path | None) -> str | None:
+    """The name that identifies a transcoder set to a reader (a viewer's ``scan``): never a
+    local path, which would only mean something on the machine that wrote it.
+
+    A registered name (``toy-world-plt``) or a hub id (``owner/repo[//sub/folder][@rev]``)
+    stays; a shortcut (``gemma``) and an ``hf://`` URI become their hub id. A local folder
+    (absolute, ``.``/``~``-relative or existing) becomes the registered name of that folder,
+    else the ``scan`` of its ``config.yaml`` when that is a name, else the folder's own name.
+    """
+    if scan is None:
+        return None
+    from ct_engine.presets import TRANSCODERS
+
+    text = str(scan)
+    if text in TRANSCODERS:
+        return text
+    if text in SHORTCUTS:
+        return SHORTCUTS[text]
+    if text.startswith(HF_SCHEME):
+        try:
+            repo_id, path, revision = parse_hf_uri(text)
+        except ValueError:
+            return text
+        return TranscoderRef(repo_id=repo_id, subfolder=path or None, revision=revision).scan
+    if not _is_local_path(text):
+        return text
+    folder = Path(text).expanduser().resolve()
+    for name, shipped in TRANSCODERS.items():
+        if folder == shipped.resolve():
+            return name
+    configured = _configured_scan(folder)
+    if configured is not None and not _is_local_path(configured):
+        return configured
+    return folder.name or "transcoders"
+
+
+def _is_local_path(text: str) -> bool:
+    """Whether a scan names a local folder rather than a hub id or a registered name."""
+    return text.startswith((".", "~", "/")) or Path(text).is_absolute() or Path(text).exists()
+
+
+def _configured_scan(folder: Path) -> str | None:
+    """The ``scan`` string of ``folder/config.yaml``, if the file has one."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    scan = config.get("scan") if isinstance(config, dict) else None
+    return scan if isinstance(scan, str) and scan else None
+
+
 # -------------------------------------------------------------------------------- downloads
 
 

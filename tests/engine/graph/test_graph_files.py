@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -16,6 +17,7 @@ from ct_engine.graph.files import (
     graph_document,
     node_ids,
 )
+from tests.umask import CASES, mode, umask
 
 from ..conftest import PROMPT
 
@@ -113,3 +115,34 @@ def test_missing_scan(model, graph, tmp_path, monkeypatch):
     monkeypatch.setattr(graph, "scan", None)
     with pytest.raises(ValueError, match="no scan"):
         create_graph_files(graph, "x", tmp_path, tokenizer=model.tokenizer)
+
+
+@pytest.mark.parametrize(("mask", "file_mode", "folder_mode"), CASES)
+def test_graph_files_have_the_usual_mode(model, graph, tmp_path, mask, file_mode, folder_mode):
+    """Written through mkstemp (0600), renamed with the mode open() gives under the umask."""
+    with umask(mask):
+        path = create_graph_files(graph, "g", tmp_path / "out", tokenizer=model.tokenizer)
+    assert mode(path) == file_mode
+    assert mode(path.parent / "graph-metadata.json") == file_mode
+    assert mode(path.parent) == folder_mode
+
+
+def test_the_scan_of_a_local_transcoder_folder_is_its_name(model, graph, tmp_path):
+    """The tiny model's transcoders come from an absolute local folder: the viewer's JSON names
+    the set by the folder's name, never by a path of the machine that wrote it."""
+    folder = str(graph.scan)
+    assert folder.startswith("/")  # what attribution records: where the set was read from
+    path = create_graph_files(graph, "g", tmp_path, tokenizer=model.tokenizer)
+    metadata = json.loads(path.read_text())["metadata"]
+    assert metadata["scan"] == Path(folder).name
+    assert metadata["scan"].startswith("llama-plt_jumprelu-")  # the fixture's folder name
+    assert metadata["transcoder_list"] == []
+    index = json.loads((tmp_path / "graph-metadata.json").read_text())["graphs"]
+    assert index[0]["scan"] == metadata["scan"]
+    # A list of local sets: each named, and the custom id built from the names.
+    path = create_graph_files(
+        graph, "g2", tmp_path, tokenizer=model.tokenizer, scan=[folder, "a/b"]
+    )
+    metadata = json.loads(path.read_text())["metadata"]
+    assert metadata["transcoder_list"] == [index[0]["scan"], "a/b"]
+    assert "/" not in metadata["scan"] and metadata["scan"].startswith("custom-")
