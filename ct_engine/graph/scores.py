@@ -58,8 +58,13 @@ def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[
     cols = edges.cols.clone()
     moved = pruned_feature[cols]
     cols[moved] = error_of[cols[moved]]
+    # Every index is a node of the graph (an edge's own or an error node), so torch's checks
+    # would only cost time.
     merged = torch.sparse_coo_tensor(
-        torch.stack([edges.rows, cols]), edges.values, (graph.n_nodes, graph.n_nodes)
+        torch.stack([edges.rows, cols]),
+        edges.values,
+        (graph.n_nodes, graph.n_nodes),
+        check_invariants=False,
     ).coalesce()  # sums the columns that now land on the same error node
     return _scores(graph, EdgeList.from_matrix(merged))
 
