@@ -1,27 +1,33 @@
 /* ct viewer: the browser page (plain JavaScript, no build step; see ct_viewer/API.md).
  *
- * Routes (location.hash): "#/" the index; "#/graph/<id>?nt=0.8&et=0.98" one graph;
- * "#/imported" a graph imported from a file (client side only).
+ * Routes (location.hash): "#/" the index; "#/graph/<id>?node_threshold=0.8&edge_threshold=0.98
+ * &clicked=<id>&pinned=<id>,<id>&supernodes=<name>:<id>,<id>;..." one graph and the view of it
+ * (kept up to date with history.replaceState; see "routing" below); "#/imported" a graph
+ * imported from a file (client side only).
  *
  * Stable hooks for tests (ids; each element also has data-testid="<same name>"):
  *   body[data-state]        "index" | "loading" | "graph" | "error"
  *   body[data-source]       "server" | "imported" (the graph on show)
  *   body[data-features]     "loading" | "ready": the graph's feature labels (drawn once ready)
+ *   body[data-url-notice]   "yes" | "no": whether the last link applied left something out
  *   #status                 last message; #author (remembered in localStorage "ct-viewer-author")
  *   #export-btn, #import-file
  *   index: #filter-model, #filter-q, #index-count, #graph-table;
- *          rows tr[data-testid=graph-row][data-graph-id]
+ *          rows tr[data-testid=graph-row][data-graph-id]; headers th[data-key][aria-sort] with
+ *          button[data-testid=sort-<key>] (click: ascending, again: descending)
  *   graph: #graph-canvas, #tooltip, #node-threshold, #edge-threshold, #search, #search-count,
- *          #graph-counts (data-nodes, data-links), #imported-note, #reset-view
+ *          #graph-counts (data-nodes, data-links), #imported-note, #reset-view, #copy-link
  *   panel: #panel-node-id, #panel-kind, #panel-layer, #panel-pos, #panel-token, #panel-feature,
- *          #panel-activation (data-value: the raw number), #panel-influence, #panel-clerp,
+ *          #panel-activation (data-value: the raw number), #panel-clerp,
+ *          #panel-influence (data-rank, data-of, data-share (lake graphs), data-cumulative),
  *          #panel-label, #label-input, #label-save, #pin-toggle,
  *          #remove-label (shown when the node has a label: deletes its label annotations),
  *          #panel-incoming / #panel-outgoing rows tr[data-testid=edge-row][data-node-id][data-weight]
  *   subgraph: #subgraph-canvas, #pinned-list li[data-testid=pinned-item][data-node-id],
  *          #unpin-all, #supernode-name, #supernode-create,
  *          #supernode-list li[data-testid=supernode-item][data-annotation-id]
- *          (.sn-name, .sn-members, button.sn-delete),
+ *          (.sn-name, .sn-members, button.sn-delete; a link's unsaved supernode also
+ *          span[data-testid=supernode-local] and button.sn-save),
  *          #show-supernodes (checkbox, default on: draw supernode boxes on #graph-canvas)
  *   feature card (feature nodes; GET /api/graphs/<id>/features/<layer>/<feature>):
  *          #feature-card (data-state "loading" | "ok" | "missing" | "none"), #card-label,
@@ -33,8 +39,10 @@
  *          #card-error (why there is no card)
  *   tooltip: .tip-id, .tip-label, .tip-logits (top 3 logits, once the card is loaded)
  *   steering: #steer-table rows tr[data-testid=steer-input-row][data-node-id] with
- *          select.steer-mode ("value" | "multiplier") and input.steer-amount; #freeze-attention,
- *          #steer-run, #steer-error, #steer-results rows tr[data-testid=steer-row][data-token]
+ *          select.steer-mode ("value" | "multiplier"), input.steer-amount (what is sent) and
+ *          span.steer-readout (data-value: the activation it applies); #freeze-attention,
+ *          #steer-run, #steer-error, #steer-applied li[data-node-id][data-clean][data-value]
+ *          (what the server applied), #steer-results rows tr[data-testid=steer-row][data-token]
  *          with td.p-before, td.p-after, td.p-delta (data-value on each)
  *
  * window.ctViewer (for tests and benchmarks):
@@ -88,6 +96,7 @@
     labels: new Map(), // node_id -> label text (latest wins)
     zoom: { k: 1, tx: 0, ty: 0 },
     summaries: [],
+    indexSort: { key: null, desc: false }, // the index's sort column (a summary field)
     featureLabels: new Map(), // "<layer>_<feature>" -> {label, label_source} (feature dashboards)
     featureSource: null, // "lake" | "files" | null: where this graph's feature cards come from
     featureDetail: "", // why there are none
@@ -101,10 +110,12 @@
   let loadToken = 0;
 
   // ---------------------------------------------------------------- utilities
+  /** The status line; isError true (red) or "warn" (a notice, amber). */
   function setStatus(text, isError) {
     const s = $("status");
     s.textContent = text || "";
-    s.classList.toggle("error", !!isError);
+    s.classList.toggle("error", isError === true);
+    s.classList.toggle("warn", isError === "warn");
   }
 
   async function api(path, options) {
@@ -164,36 +175,149 @@
   }
 
   // ---------------------------------------------------------------- routing
+  // A graph's view lives in its URL, so that a link shares it:
+  //   #/graph/<id>?node_threshold=0.8&edge_threshold=0.98&clicked=<node id>
+  //     &pinned=<node id>,<node id>&supernodes=<name>:<node id>,<node id>;<name>:<node id>
+  // Names and ids are percent-encoded (encodeURIComponent), so ",", ":" and ";" only separate.
+  // "nt" and "et" are read as the thresholds too (older links).
+  const MAX_URL_IDS = 500; // as many node ids as an annotation may hold
+  const MAX_URL_SUPERNODES = 100;
+
+  function decodePart(text) {
+    try {
+      return decodeURIComponent(text.replace(/\+/g, " "));
+    } catch (_) {
+      return null; // a malformed %-sequence
+    }
+  }
+
+  /** The raw (still encoded) values of a query string, by decoded key; the first one wins. */
+  function rawParams(query) {
+    const out = new Map();
+    for (const part of (query || "").split("&")) {
+      if (!part) continue;
+      const eq = part.indexOf("=");
+      const key = decodePart(eq < 0 ? part : part.slice(0, eq));
+      if (key !== null && !out.has(key)) out.set(key, eq < 0 ? "" : part.slice(eq + 1));
+    }
+    return out;
+  }
+
+  function idList(raw) {
+    return raw
+      .split(",")
+      .filter((x) => x !== "")
+      .map(decodePart);
+  }
+
   function parseHash() {
     const h = location.hash.replace(/^#/, "");
     const m = /^\/graph\/([^?]+)(?:\?(.*))?$/.exec(h);
     if (m) {
-      const params = new URLSearchParams(m[2] || "");
+      const p = rawParams(m[2]);
+      const raw = (...keys) => keys.map((k) => p.get(k)).find((v) => v !== undefined);
+      const nt = raw("node_threshold", "nt");
+      const et = raw("edge_threshold", "et");
+      const supernodes = [];
+      for (const part of (raw("supernodes") || "").split(";")) {
+        if (!part) continue;
+        const colon = part.indexOf(":");
+        supernodes.push({
+          raw: part,
+          name: colon < 0 ? null : decodePart(part.slice(0, colon)),
+          ids: colon < 0 ? [] : idList(part.slice(colon + 1)),
+        });
+      }
       return {
         view: "graph",
-        id: decodeURIComponent(m[1]),
-        nt: params.has("nt") ? Number(params.get("nt")) : null,
-        et: params.has("et") ? Number(params.get("et")) : null,
+        id: decodePart(m[1]),
+        nt: nt === undefined ? null : decodePart(nt),
+        et: et === undefined ? null : decodePart(et),
+        clicked: raw("clicked") ? decodePart(raw("clicked")) : null,
+        pinned: raw("pinned") ? idList(raw("pinned")) : [],
+        supernodes,
       };
     }
     if (h === "/imported") return { view: "imported" };
     return { view: "index" };
   }
 
-  function graphHash(id) {
-    return `#/graph/${encodeURIComponent(id)}?nt=${state.nodeThreshold}&et=${state.edgeThreshold}`;
+  /** Threshold text of a URL as a slider value: a number in the slider's range, rounded to
+   * its step; null (and a notice) otherwise. */
+  function urlThreshold(text, input, name, notices) {
+    if (text === null) return null;
+    const x = Number(text);
+    const lo = Number(input.min);
+    const hi = Number(input.max);
+    if (text.trim() === "" || !isFinite(x) || x < lo || x > hi) {
+      notices.push(`${name}=${text.slice(0, 20)} (not a number from ${lo} to ${hi})`);
+      return null;
+    }
+    return Math.round(x * 100) / 100;
   }
+
+  function thresholdText(x) {
+    return String(Math.round(x * 100) / 100);
+  }
+
+  function graphHash(id) {
+    return (
+      `#/graph/${encodeURIComponent(id)}?node_threshold=${thresholdText(state.nodeThreshold)}` +
+      `&edge_threshold=${thresholdText(state.edgeThreshold)}`
+    );
+  }
+
+  /** The URL of what is on show: the graph, thresholds, clicked node, pins and supernodes. */
+  function viewHash() {
+    const enc = encodeURIComponent;
+    let h = graphHash(state.graphId);
+    if (state.selected >= 0 && state.model) h += `&clicked=${enc(state.model.nodes[state.selected].node_id)}`;
+    if (state.pinned.length) h += `&pinned=${state.pinned.map(enc).join(",")}`;
+    const sns = state.annotations.filter((a) => a.kind === "supernode");
+    if (sns.length) {
+      h += `&supernodes=${sns.map((a) => `${enc(a.text)}:${a.node_ids.map(enc).join(",")}`).join(";")}`;
+    }
+    return h;
+  }
+
+  /** Write the view into the URL (no history entry, no reload). */
+  function syncUrl() {
+    if (state.source !== "server" || !state.graphId || state.view !== "graph") return;
+    if (document.body.dataset.state !== "graph") return; // loading: the URL is still the truth
+    const h = viewHash();
+    if (location.hash !== h) history.replaceState(null, "", h);
+  }
+
+  // The view a URL asks for, applied once its graph's document is loaded.
+  let pendingView = null;
 
   function route() {
     const r = parseHash();
     if (r.view === "graph") {
-      if (r.nt !== null && isFinite(r.nt)) state.nodeThreshold = r.nt;
-      if (r.et !== null && isFinite(r.et)) state.edgeThreshold = r.et;
+      if (r.id === null) {
+        setStatus("the link's graph id is malformed", true);
+        showView("index");
+        loadIndex();
+        return;
+      }
+      const notices = [];
+      const nt = urlThreshold(r.nt, $("node-threshold"), "node_threshold", notices);
+      const et = urlThreshold(r.et, $("edge-threshold"), "edge_threshold", notices);
+      if (nt !== null) state.nodeThreshold = nt;
+      if (et !== null) state.edgeThreshold = et;
       syncThresholdInputs();
-      if (state.source !== "server" || state.graphId !== r.id || !state.doc) {
-        openGraph(r.id);
-      } else {
+      pendingView = { ...r, notices };
+      const loaded = state.source === "server" && state.graphId === r.id && state.doc;
+      const same =
+        loaded &&
+        state.loadedThresholds &&
+        state.loadedThresholds[0] === state.nodeThreshold &&
+        state.loadedThresholds[1] === state.edgeThreshold;
+      if (same) {
         showView("graph");
+        applyPendingView();
+      } else {
+        openGraph(r.id);
       }
     } else if (r.view === "imported" && state.source === "imported" && state.doc) {
       showView("graph");
@@ -201,6 +325,60 @@
       showView("index");
       loadIndex();
     }
+  }
+
+  function supernodeKey(text, ids) {
+    return `${text}\u0000${ids.slice().sort().join(",")}`;
+  }
+
+  /** Apply the URL's clicked node, pins and supernodes to the loaded document; ids that are not
+   * nodes of it (at these thresholds) are left out, with one notice in the status line. */
+  function applyPendingView() {
+    const r = pendingView;
+    pendingView = null;
+    if (!r || !state.model || state.graphId !== r.id) return;
+    const model = state.model;
+    const notices = r.notices.slice();
+    const unknown = [];
+    const known = (id) => {
+      if (id !== null && model.index.has(id)) return true;
+      unknown.push(id === null ? "(malformed)" : id.slice(0, 40));
+      return false;
+    };
+    state.pinned = [...new Set(r.pinned.slice(0, MAX_URL_IDS).filter(known))];
+    state.selected = r.clicked !== null && known(r.clicked) ? model.index.get(r.clicked) : -1;
+    const stored = new Set(
+      state.annotations
+        .filter((a) => a.kind === "supernode" && !a.local)
+        .map((a) => supernodeKey(a.text, a.node_ids))
+    );
+    const local = [];
+    for (const sn of r.supernodes.slice(0, MAX_URL_SUPERNODES)) {
+      const name = sn.name === null ? "" : sn.name.trim().slice(0, 2000);
+      if (!name) {
+        notices.push(`supernode "${sn.raw.slice(0, 30)}" (no name: write name:id,id)`);
+        continue;
+      }
+      const ids = [...new Set(sn.ids.slice(0, MAX_URL_IDS).filter(known))];
+      if (!ids.length) {
+        notices.push(`supernode "${name.slice(0, 40)}" (none of its nodes is in the graph)`);
+        continue;
+      }
+      if (stored.has(supernodeKey(name, ids))) continue; // saved in the lake: shown already
+      local.push({ id: `link-${local.length}`, kind: "supernode", text: name, node_ids: ids, author: "", local: true });
+    }
+    state.annotations = state.annotations.filter((a) => !a.local).concat(local);
+    if (unknown.length) {
+      const more = unknown.length > 5 ? ` and ${unknown.length - 5} more` : "";
+      notices.push(
+        `node ids not in this graph at node threshold ${thresholdText(state.nodeThreshold)}: ` +
+          `${unknown.slice(0, 5).join(", ")}${more}`
+      );
+    }
+    rebuildLabels();
+    if (notices.length) setStatus(`ignored from the link: ${notices.join("; ")}`, "warn");
+    document.body.dataset.urlNotice = notices.length ? "yes" : "no";
+    syncUrl();
   }
 
   function showView(view) {
@@ -211,6 +389,8 @@
       document.body.dataset.state = "index";
       $("graph-title").textContent = "";
     }
+    // A link holds a server graph's view; an imported graph has no URL of its own.
+    $("copy-link").hidden = !(view === "graph" && state.source === "server");
     if (view === "graph") requestAnimationFrame(resizeCanvas);
   }
 
@@ -242,9 +422,48 @@
     const qs = params.toString();
     const data = await api(`/api/graphs${qs ? "?" + qs : ""}`);
     state.summaries = data.graphs;
+    renderIndex();
+  }
+
+  const TEXT_COLUMNS = new Set(["model", "prompt_text", "top_target", "source"]);
+
+  /** Summaries in the index's order: by the clicked column (numbers as numbers, text by
+   * locale; empty cells last either way), else as the server lists them. */
+  function sortedSummaries() {
+    const { key, desc } = state.indexSort;
+    const rows = state.summaries.slice();
+    if (!key) return rows;
+    const text = TEXT_COLUMNS.has(key);
+    const empty = (v) => v === null || v === undefined || v === "" || (!text && !isFinite(Number(v)));
+    rows.sort((a, b) => {
+      const x = a[key];
+      const y = b[key];
+      if (empty(x) || empty(y)) return empty(x) - empty(y);
+      const c = text
+        ? String(x).localeCompare(String(y), undefined, { numeric: true, sensitivity: "base" })
+        : Number(x) - Number(y);
+      return desc ? -c : c;
+    });
+    return rows;
+  }
+
+  function sortIndexBy(key) {
+    const s = state.indexSort;
+    state.indexSort = { key, desc: s.key === key ? !s.desc : false };
+    renderIndex();
+  }
+
+  function renderIndex() {
+    const { key, desc } = state.indexSort;
+    for (const th of $("graph-table").tHead.rows[0].cells) {
+      const on = th.dataset.key === key;
+      th.setAttribute("aria-sort", on ? (desc ? "descending" : "ascending") : "none");
+      th.querySelector(".sort-mark").textContent = on ? (desc ? " \u25bc" : " \u25b2") : "";
+    }
     const body = $("graph-table").tBodies[0];
     body.replaceChildren();
-    for (const g of data.graphs) {
+    const graphs = sortedSummaries();
+    for (const g of graphs) {
       const tr = el(
         "tr",
         { "data-testid": "graph-row", "data-graph-id": g.id, title: g.id, tabindex: "0" },
@@ -264,7 +483,7 @@
       tr.addEventListener("keydown", (ev) => ev.key === "Enter" && open());
       body.append(tr);
     }
-    $("index-count").textContent = `${data.graphs.length} graph(s)`;
+    $("index-count").textContent = `${graphs.length} graph(s)`;
   }
 
   // ---------------------------------------------------------------- loading a graph
@@ -274,10 +493,10 @@
     showView("graph");
     setStatus(`loading ${id} ...`);
     const t0 = performance.now();
+    const nt = state.nodeThreshold;
+    const et = state.edgeThreshold;
     try {
-      const url =
-        `/api/graphs/${encodeURIComponent(id)}?node_threshold=${state.nodeThreshold}` +
-        `&edge_threshold=${state.edgeThreshold}`;
+      const url = `/api/graphs/${encodeURIComponent(id)}?node_threshold=${nt}&edge_threshold=${et}`;
       const res = await fetch(url);
       if (!res.ok) {
         let detail = res.statusText;
@@ -297,7 +516,10 @@
       timings.parseMs = t2 - t1;
       const sameGraph = state.graphId === id && state.source === "server";
       loadDocument(doc, { source: "server", id, keepSelection: sameGraph });
+      state.loadedThresholds = [nt, et];
       timings.totalMs = performance.now() - t0;
+      if (pendingView && pendingView.id === id) applyPendingView();
+      else syncUrl();
       await Promise.all([loadAnnotations(token), sameGraph ? null : loadFeatureLabels(token)]);
     } catch (err) {
       if (token !== loadToken) return;
@@ -331,6 +553,7 @@
       document.body.dataset.features = state.source === "imported" ? "ready" : "loading";
       state.zoom = { k: 1, tx: 0, ty: 0 };
       $("steer-results").tBodies[0].replaceChildren();
+      $("steer-applied").replaceChildren();
       $("steer-error").textContent = "";
       const qp = doc.qParams || {};
       if (state.source === "imported") {
@@ -376,8 +599,14 @@
     try {
       const data = await api(`/api/graphs/${encodeURIComponent(state.graphId)}/annotations`);
       if (token !== undefined && token !== loadToken) return;
-      state.annotations = data.annotations;
+      // Supernodes of a link stay (unsaved) unless the lake holds the same ones.
+      const stored = new Set(
+        data.annotations.filter((a) => a.kind === "supernode").map((a) => supernodeKey(a.text, a.node_ids))
+      );
+      const local = state.annotations.filter((a) => a.local && !stored.has(supernodeKey(a.text, a.node_ids)));
+      state.annotations = data.annotations.concat(local);
       rebuildLabels();
+      syncUrl();
     } catch (err) {
       setStatus(`could not load annotations: ${err.message}`, true);
     }
@@ -688,6 +917,7 @@
     updateSupernodes();
     applySearch(true);
     scheduleDraw(true);
+    syncUrl();
   }
 
   // ---------------------------------------------------------------- canvas
@@ -1292,6 +1522,7 @@
     state.selected = i;
     updatePanel();
     scheduleDraw(false);
+    syncUrl();
   }
 
   function kindName(kind) {
@@ -1323,6 +1554,59 @@
     if (!edges.length) tbody.append(el("tr", {}, el("td", { colspan: "2", text: "none" })));
   }
 
+  /** Rank and share of node i's influence: the server's (lake graphs: among every node of the
+   * unpruned graph but the logits), else ranked among this document's nodes by their
+   * cumulative share (graph files, which hold the pruned nodes only). */
+  function influenceOf(i) {
+    const model = state.model;
+    const node = model.nodes[i];
+    if (typeof node.influence_rank === "number" && typeof node.influence_share === "number") {
+      const of = (state.doc.metadata || {}).influence_ranked_nodes;
+      return { rank: node.influence_rank, of, share: node.influence_share, scope: "graph", cumulative: node.influence };
+    }
+    if (typeof node.influence !== "number" || !isFinite(node.influence)) return null;
+    if (!model.influenceOrder) {
+      // Once per document: indices of the nodes with a cumulative share, smallest first.
+      const ranked = [];
+      for (let k = 0; k < model.n; k++) {
+        const c = model.nodes[k].influence;
+        if (typeof c === "number" && isFinite(c)) ranked.push(k);
+      }
+      ranked.sort((a, b) => model.nodes[a].influence - model.nodes[b].influence || a - b);
+      model.influenceOrder = new Map(ranked.map((k, r) => [k, r + 1]));
+    }
+    return { rank: model.influenceOrder.get(i), of: model.influenceOrder.size, share: null, scope: "file", cumulative: node.influence };
+  }
+
+  function showInfluence(i) {
+    const box = $("panel-influence");
+    const inf = influenceOf(i);
+    for (const k of ["rank", "of", "share", "cumulative"]) delete box.dataset[k];
+    if (!inf) {
+      box.textContent = state.model.kind[i] === "logit" ? "\u2014 (an output: influence flows into it)" : "\u2014";
+      box.title = "";
+      return;
+    }
+    const of = typeof inf.of === "number" ? inf.of.toLocaleString("en-US") : "?";
+    box.dataset.rank = String(inf.rank);
+    box.dataset.of = String(inf.of);
+    box.dataset.cumulative = String(inf.cumulative);
+    if (inf.scope === "graph") {
+      box.dataset.share = String(inf.share);
+      box.textContent = `rank ${inf.rank} of ${of} \u00b7 ${pct(inf.share)} of total`;
+      box.title =
+        `Rank by influence on the output among the ${of} nodes of the unpruned graph ` +
+        "(features, errors, tokens); share: this node's influence over their total. " +
+        `The nodes ranked 1 to ${inf.rank} hold ${pct(inf.cumulative)} of it (pruning keeps ` +
+        "the most influential nodes up to the node threshold's share).";
+    } else {
+      box.textContent = `rank ${inf.rank} of ${of} in this file \u00b7 ranks 1\u2013${inf.rank} hold ${pct(inf.cumulative)} of total`;
+      box.title =
+        "A graph file holds its pruned nodes only, with their cumulative influence share: " +
+        "the rank is among the file's nodes, and one node's own share is not known.";
+    }
+  }
+
   function updatePanel() {
     const i = state.selected;
     const model = state.model;
@@ -1347,7 +1631,7 @@
     const act = $("panel-activation");
     act.textContent = node.activation === null || node.activation === undefined ? "" : fmt(node.activation, 4);
     act.dataset.value = node.activation === null || node.activation === undefined ? "" : String(node.activation);
-    $("panel-influence").textContent = fmt(node.influence, 4);
+    showInfluence(i);
     $("panel-clerp").textContent = node.clerp || "";
     $("panel-label").textContent = state.labels.get(node.node_id) || "";
     $("remove-label").hidden = !canAnnotate() || !state.labels.has(node.node_id);
@@ -1366,6 +1650,7 @@
     updatePinned();
     updatePanel();
     scheduleDraw(false);
+    syncUrl();
   }
 
   function updatePinned() {
@@ -1520,6 +1805,11 @@
   }
 
   async function deleteAnnotation(a) {
+    if (a.local) {
+      state.annotations = state.annotations.filter((x) => x !== a);
+      rebuildLabels();
+      return;
+    }
     try {
       await api(`/api/graphs/${encodeURIComponent(state.graphId)}/annotations/${a.id}`, {
         method: "DELETE",
@@ -1528,6 +1818,19 @@
       rebuildLabels();
     } catch (err) {
       setStatus(`could not delete: ${err.message}`, true);
+    }
+  }
+
+  /** Save a supernode that came with a link in the lake (it then replaces the link's copy). */
+  async function saveLinkSupernode(a) {
+    try {
+      state.annotations = state.annotations.filter((x) => x !== a);
+      await postAnnotation("supernode", a.node_ids.slice(), a.text);
+      setStatus(`supernode "${a.text}" saved`);
+    } catch (err) {
+      state.annotations.push(a);
+      rebuildLabels();
+      setStatus(`could not save the supernode: ${err.message}`, true);
     }
   }
 
@@ -1541,15 +1844,29 @@
         { "data-testid": "supernode-item", "data-annotation-id": a.id },
         el("span", { class: "sn-name link", text: a.text }),
         el("span", { class: "sn-members", text: ` (${a.node_ids.join(", ")})` }),
-        a.author ? el("span", { class: "sn-author", text: ` by ${a.author}` }) : null
+        a.author ? el("span", { class: "sn-author", text: ` by ${a.author}` }) : null,
+        a.local
+          ? el("span", {
+              class: "sn-local",
+              "data-testid": "supernode-local",
+              title: "from the link, not saved in the lake",
+              text: " link only",
+            })
+          : null
       );
       li.querySelector(".sn-name").addEventListener("click", () => {
         state.pinned = a.node_ids.filter((id) => state.model && state.model.index.has(id));
         updatePinned();
         updatePanel();
         scheduleDraw(false);
+        syncUrl();
       });
-      if (canAnnotate()) {
+      if (a.local && canAnnotate()) {
+        const save = el("button", { type: "button", class: "sn-save", title: "save it in the lake (as the author)", text: "save" });
+        save.addEventListener("click", () => saveLinkSupernode(a));
+        li.append(save);
+      }
+      if (canAnnotate() || a.local) {
         const del = el("button", { type: "button", class: "x sn-delete", title: "delete", text: "\u00d7" });
         del.addEventListener("click", () => deleteAnnotation(a));
         li.append(del);
@@ -1602,9 +1919,7 @@
 
   const refetch = debounce(() => {
     if (state.source !== "server" || !state.graphId) return;
-    const h = graphHash(state.graphId);
-    history.replaceState(null, "", h);
-    openGraph(state.graphId);
+    openGraph(state.graphId); // the URL follows once the graph is loaded
   }, 250);
 
   function onThreshold() {
@@ -1619,31 +1934,78 @@
   }
 
   // ---------------------------------------------------------------- steering
+  // A new row scales the feature's activation by this much (its input shows it; the request
+  // carries exactly what the input shows).
+  const DEFAULT_SCALE = "2";
+
+  /** What a steer row applies: "1.234 → 2.468" from the graph's activation of the node. */
+  function steerReadout(id, s) {
+    const model = state.model;
+    const i = model ? model.index.get(id) : undefined;
+    const act = i === undefined ? null : model.nodes[i].activation;
+    const amount = s.amount.trim() === "" ? NaN : Number(s.amount);
+    if (!isFinite(amount)) return { text: "not a number", title: "", value: null };
+    if (typeof act !== "number") {
+      return { text: s.mode === "value" ? `= ${fmt(amount, 3)}` : `\u00d7${fmt(amount, 3)}`, title: "", value: null };
+    }
+    const value = s.mode === "value" ? amount : amount * act;
+    return {
+      text: `${fmt(act, 3)} \u2192 ${fmt(value, 3)}`,
+      title:
+        s.mode === "value"
+          ? `sets the activation (${fmt(act, 4)} in the graph) to ${fmt(amount, 4)}`
+          : `scales the activation (${fmt(act, 4)} in the graph) by ${fmt(amount, 4)}`,
+      value,
+    };
+  }
+
   function updateSteerTable() {
     const body = $("steer-table").tBodies[0];
     body.replaceChildren();
     const model = state.model;
     const feats = state.pinned.filter((id) => model && model.kind[model.index.get(id)] === "feature");
     for (const id of feats) {
-      const s = state.steerSettings.get(id) || { mode: "multiplier", amount: "2" };
+      const s = state.steerSettings.get(id) || { mode: "multiplier", amount: DEFAULT_SCALE };
       state.steerSettings.set(id, s);
       const mode = el(
         "select",
-        { class: "steer-mode", "aria-label": "mode" },
-        el("option", { value: "multiplier", text: "\u00d7 multiplier" }),
-        el("option", { value: "value", text: "= value" })
+        { class: "steer-mode", "aria-label": `how to steer ${id}`, title: "scale the activation, or set it" },
+        el("option", { value: "multiplier", text: "scale \u00d7" }),
+        el("option", { value: "value", text: "set to =" })
       );
       mode.value = s.mode;
-      mode.addEventListener("change", () => (s.mode = mode.value));
-      const amount = el("input", { class: "steer-amount", type: "number", step: "any", value: s.amount });
-      amount.addEventListener("input", () => (s.amount = amount.value));
+      const amount = el("input", {
+        class: "steer-amount",
+        type: "number",
+        step: "0.1",
+        value: s.amount,
+        "aria-label": `amount for ${id}`,
+      });
+      const readout = el("span", { class: "steer-readout", "data-testid": "steer-readout" });
+      const show = () => {
+        const r = steerReadout(id, s);
+        readout.textContent = r.text;
+        readout.title = r.title;
+        readout.dataset.value = r.value === null ? "" : String(r.value);
+        readout.classList.toggle("error", r.text === "not a number");
+      };
+      mode.addEventListener("change", () => {
+        s.mode = mode.value;
+        show();
+      });
+      amount.addEventListener("input", () => {
+        s.amount = amount.value;
+        show();
+      });
+      show();
+      const label = state.labels.get(id);
       body.append(
         el(
           "tr",
           { "data-testid": "steer-input-row", "data-node-id": id },
-          el("td", { text: state.labels.get(id) ? `${id} (${state.labels.get(id)})` : id }),
-          el("td", {}, mode),
-          el("td", {}, amount)
+          el("td", { class: "steer-node", title: label ? `${id} \u2014 ${label}` : id, text: label ? `${id} ${label}` : id }),
+          el("td", { class: "steer-control" }, mode, amount),
+          el("td", { class: "num" }, readout)
         )
       );
     }
@@ -1663,7 +2025,8 @@
     const interventions = [];
     for (const tr of $("steer-table").tBodies[0].querySelectorAll("tr[data-node-id]")) {
       const mode = tr.querySelector(".steer-mode").value;
-      const amount = Number(tr.querySelector(".steer-amount").value);
+      const shown = tr.querySelector(".steer-amount").value.trim();
+      const amount = shown === "" ? NaN : Number(shown);
       if (!isFinite(amount)) {
         errBox.textContent = `not a number for ${tr.dataset.nodeId}`;
         return;
@@ -1683,6 +2046,21 @@
           top: 10,
         }),
       });
+      const applied = $("steer-applied");
+      applied.replaceChildren();
+      for (const x of res.interventions) {
+        const asked = interventions.find((y) => y.node_id === x.node_id) || {};
+        const how = "multiplier" in asked ? `\u00d7${fmt(asked.multiplier, 3)}` : `= ${fmt(asked.value, 3)}`;
+        applied.append(
+          el("li", {
+            "data-testid": "steer-applied-item",
+            "data-node-id": x.node_id,
+            "data-clean": String(x.clean),
+            "data-value": String(x.value),
+            text: `${x.node_id} ${how}: ${fmt(x.clean, 3)} \u2192 ${fmt(x.value, 3)}`,
+          })
+        );
+      }
       const body = $("steer-results").tBodies[0];
       body.replaceChildren();
       for (const ch of res.changes) {
@@ -1710,6 +2088,31 @@
     } finally {
       btn.disabled = false;
     }
+  }
+
+  // ---------------------------------------------------------------- sharing
+  async function copyLink() {
+    syncUrl();
+    const link = location.href;
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(link);
+      copied = true;
+    } catch (_) {
+      // No clipboard permission (or not a secure context): the older way.
+      const box = el("textarea", { readonly: "", class: "offscreen" });
+      box.value = link;
+      document.body.append(box);
+      box.select();
+      try {
+        copied = document.execCommand("copy");
+      } catch (_e) {
+        copied = false;
+      }
+      box.remove();
+    }
+    if (copied) setStatus(`link copied: ${link}`);
+    else setStatus(`copy this link from the address bar: ${link}`, "warn");
   }
 
   // ---------------------------------------------------------------- export / import
@@ -1762,6 +2165,9 @@
   function init() {
     $("author").value = localStorage.getItem(AUTHOR_KEY) || "";
     $("author").addEventListener("change", () => localStorage.setItem(AUTHOR_KEY, author()));
+    for (const th of $("graph-table").tHead.rows[0].cells) {
+      th.querySelector("button.sort").addEventListener("click", () => sortIndexBy(th.dataset.key));
+    }
     $("filter-model").addEventListener("change", () => refreshIndex().catch((e) => setStatus(e.message, true)));
     $("filter-q").addEventListener(
       "input",
@@ -1781,6 +2187,7 @@
       updatePinned();
       updatePanel();
       scheduleDraw(false);
+      syncUrl();
     });
     $("supernode-create").addEventListener("click", createSupernode);
     $("remove-label").addEventListener("click", removeLabel);
@@ -1789,6 +2196,7 @@
       scheduleDraw(true);
     });
     $("steer-run").addEventListener("click", runSteer);
+    $("copy-link").addEventListener("click", copyLink);
     $("export-btn").addEventListener("click", exportDocument);
     $("import-file").addEventListener("change", (ev) => {
       const f = ev.target.files && ev.target.files[0];

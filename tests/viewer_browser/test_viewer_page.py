@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections import defaultdict
 
 import pytest
@@ -139,7 +140,7 @@ def test_index_open_graph_and_node_panel(page, live_server, artifacts_dir):
     )
     pruned = live_server.get_json(f"/api/graphs/{graph_id}?node_threshold=0.3&edge_threshold={ET}")
     expect(page.locator("#graph-counts")).to_have_attribute("data-nodes", str(len(pruned["nodes"])))
-    assert "nt=0.3" in page.url
+    assert "node_threshold=0.3" in page.url
     assert len(pruned["nodes"]) < len(doc["nodes"])
 
 
@@ -455,6 +456,11 @@ def test_import_json_file_and_export(page, live_server, artifacts_dir, tmp_path)
     assert page.is_disabled("#steer-run")
     click_node(page, "1_10_3")
     assert page.inner_text("#panel-node-id") == "1_10_3"
+    # A file holds cumulative shares only: ranked among its nodes (4 tokens, 8 features, 1
+    # error; ties by order), with the share the nodes up to this one hold.
+    assert page.inner_text("#panel-influence") == (
+        "rank 8 of 13 in this file \u00b7 ranks 1\u20138 hold 40.0% of total"
+    )
     assert panel_edges(page, "panel-outgoing") == [("3_42_3", 2.0)]
     page.screenshot(path=str(artifacts_dir / "imported.png"))
 
@@ -477,3 +483,350 @@ def test_export_server_graph(page, live_server):
     assert exported["metadata"] == doc["metadata"]
     assert exported["links"] == doc["links"]
     assert len(exported["nodes"]) == len(doc["nodes"])
+
+
+# -- the view in the URL -----------------------------------------------------------------------
+
+
+def pinned_ids(page) -> list[str]:
+    items = page.locator("li[data-testid=pinned-item]")
+    return [items.nth(k).get_attribute("data-node-id") for k in range(items.count())]
+
+
+def supernode_names(page) -> list[str]:
+    return page.locator("li[data-testid=supernode-item] .sn-name").all_inner_texts()
+
+
+def ring_colours(page, node_id: str, extra: float) -> list[list[int]]:
+    """Canvas pixels on the circle of radius ``r + extra`` around a node (8 directions)."""
+    return page.evaluate(
+        """([id, extra]) => {
+            const s = window.ctViewer.state;
+            const i = s.model.index.get(id);
+            const r = s.model.r[i] * Math.sqrt(s.zoom.k) + extra;
+            const c = document.getElementById("graph-canvas");
+            const rect = c.getBoundingClientRect();
+            const p = window.ctViewer.nodeClientPos(id);
+            const dpr = window.devicePixelRatio || 1;
+            const out = [];
+            for (let k = 0; k < 8; k++) {
+                const a = (k * Math.PI) / 4;
+                const x = Math.round((p.x - rect.left + r * Math.cos(a)) * dpr);
+                const y = Math.round((p.y - rect.top + r * Math.sin(a)) * dpr);
+                out.push(Array.from(c.getContext("2d").getImageData(x, y, 1, 1).data));
+            }
+            return out;
+        }""",
+        [node_id, extra],
+    )
+
+
+def is_pin_purple(rgba) -> bool:
+    return all(
+        math.isclose(a, b, abs_tol=45) for a, b in zip(rgba[:3], (0x8E, 0x44, 0xAD), strict=True)
+    )
+
+
+def test_shared_url_restores_and_follows_the_view(page, live_server, artifacts_dir):
+    """A link with thresholds, pins, supernodes and a clicked node opens that view (unknown ids
+    left out with a notice); changing the view rewrites the link, which reloads the same."""
+    from urllib.parse import quote
+
+    graph_id = graph_ids(live_server)[0]
+    nt, et = 0.7, 0.95
+    doc = live_server.get_json(f"/api/graphs/{graph_id}?node_threshold={nt}&edge_threshold={et}")
+    feats = [n["node_id"] for n in features_by_influence(doc)]
+    a, b, c, d = feats[:4]
+    odd_name = "x, y: z; 100%"
+    url = (
+        f"{live_server.url}/#/graph/{graph_id}?node_threshold={nt}&edge_threshold={et}"
+        f"&clicked={c}&pinned={a},{b},99_99_99"
+        f"&supernodes=capital%20path:{a},{b};{quote(odd_name, safe='')}:{c},E_1_999;empty:"
+    )
+    page.goto(url)
+    page.wait_for_selector("body[data-state=graph]")
+    page.wait_for_selector("li[data-testid=pinned-item]")
+    # Thresholds: the sliders, their numbers, and the document they fetched.
+    assert page.input_value("#node-threshold") == "0.7"
+    assert page.input_value("#edge-threshold") == "0.95"
+    assert page.inner_text("#node-threshold-value") == "0.70"
+    assert page.inner_text("#edge-threshold-value") == "0.95"
+    assert int(page.get_attribute("#graph-counts", "data-nodes")) == len(doc["nodes"])
+    # Pins: listed, and ringed on the canvas.
+    assert pinned_ids(page) == [a, b]
+    page.evaluate("window.ctViewer.redraw()")
+    for node_id in (a, b):
+        assert any(is_pin_purple(x) for x in ring_colours(page, node_id, 2)), node_id
+    # The clicked node's panel is open.
+    expect(page.locator("#panel-body")).to_be_visible()
+    assert page.inner_text("#panel-node-id") == c
+    # Supernodes: listed by name (from the link, not saved) and boxed on the canvas.
+    assert supernode_names(page) == ["capital path", odd_name]
+    assert page.locator("[data-testid=supernode-local]").count() == 2
+    boxes = page.evaluate("window.ctViewer.supernodeBoxes()")
+    assert [(x["text"], x["members"]) for x in boxes] == [
+        ("capital path", [a, b]),
+        (odd_name, [c]),
+    ]
+    # What was left out is said once, in the status line.
+    assert page.get_attribute("body", "data-url-notice") == "yes"
+    status = page.inner_text("#status")
+    assert "99_99_99" in status and "E_1_999" in status and "empty" in status
+    page.screenshot(path=str(artifacts_dir / "viewer_shared_url.png"))
+    # The URL now says what is shown, readably (unknown ids gone).
+    assert f"pinned={a},{b}&" in page.url or page.url.endswith(f"pinned={a},{b}")
+    assert "99_99_99" not in page.url and f"clicked={c}" in page.url
+
+    # Changing the view rewrites the URL: a pin, a click, a threshold, a removed supernode.
+    click_node(page, d, ctrl=True)
+    expect(page).to_have_url(re.compile(rf"pinned={a},{b},{d}(&|$)"))
+    click_node(page, a)
+    expect(page).to_have_url(re.compile(rf"clicked={a}(&|$)"))
+    page.eval_on_selector(
+        "#node-threshold",
+        "e => { e.value = '0.9'; e.dispatchEvent(new Event('input', {bubbles: true})); }",
+    )
+    expect(page).to_have_url(re.compile(r"node_threshold=0\.9&"))
+    wider = live_server.get_json(f"/api/graphs/{graph_id}?node_threshold=0.9&edge_threshold={et}")
+    expect(page.locator("#graph-counts")).to_have_attribute("data-nodes", str(len(wider["nodes"])))
+    page.locator("li[data-testid=supernode-item]").nth(1).locator("button.sn-delete").click()
+    expect(page).not_to_have_url(re.compile("x%2C"))
+    assert "supernodes=capital%20path:" in page.url
+    # The copy-link button puts that URL on the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.click("#copy-link")
+    expect(page.locator("#status")).to_contain_text("link copied")
+    assert page.evaluate("navigator.clipboard.readText()") == page.url
+
+    # Loading the rewritten link shows the same view, with nothing to leave out.
+    shared = page.url
+    page.goto(live_server.url + "/")
+    page.wait_for_selector("tr[data-testid=graph-row]")
+    page.goto(shared)
+    page.wait_for_selector("body[data-state=graph]")
+    page.wait_for_selector("li[data-testid=supernode-item] .sn-name")
+    assert page.input_value("#node-threshold") == "0.9"
+    assert pinned_ids(page) == [a, b, d]
+    assert page.inner_text("#panel-node-id") == a
+    assert supernode_names(page) == ["capital path"]
+    assert page.get_attribute("body", "data-url-notice") == "no"
+    assert page.url == shared
+    # Supernodes of a link are not saved in the lake unless asked to.
+    stored = live_server.get_json(f"/api/graphs/{graph_id}/annotations")["annotations"]
+    assert [x for x in stored if x["kind"] == "supernode"] == []
+
+
+def test_bad_links_are_notices_not_errors(page, live_server):
+    graph_id = graph_ids(live_server)[0]
+    page.goto(
+        f"{live_server.url}/#/graph/{graph_id}?node_threshold=abc&edge_threshold=7"
+        "&clicked=%E0%A4%A&pinned=,,nope,&supernodes=;:;%ZZ:1_2_3"
+    )
+    page.wait_for_selector("body[data-state=graph]")
+    expect(page.locator("body")).to_have_attribute("data-url-notice", "yes")
+    assert page.input_value("#node-threshold") == str(NT)
+    status = page.inner_text("#status")
+    assert "node_threshold=abc" in status and "edge_threshold=7" in status
+    assert pinned_ids(page) == [] and supernode_names(page) == []
+    expect(page.locator("#panel-body")).to_be_hidden()
+
+
+# -- the index's columns -----------------------------------------------------------------------
+
+
+def shown_column(page, index: int) -> list[str]:
+    rows = page.locator("tr[data-testid=graph-row]")
+    return [rows.nth(k).locator("td").nth(index).inner_text() for k in range(rows.count())]
+
+
+def test_index_columns_sort(page, viewer_lake, tmp_path, artifacts_dir):
+    """Clicking a header sorts by it, ascending then descending, numbers as numbers and empty
+    cells last; the header shows which way."""
+    from ct_viewer.server import create_app
+
+    from .conftest import LiveServer
+
+    # Graph files of 1 to 3 tokens next to the lake's two graphs: 4 to 8 edges against the
+    # lake's hundreds (so "10" < "4" as text but not as numbers), and no scores (empty cells).
+    for n_pos in (1, 2, 3):
+        document = synthetic_document(n_pos)
+        document["metadata"]["prompt"] = f"file graph of {n_pos} tokens"
+        (tmp_path / f"g{n_pos}.json").write_text(json.dumps(document))
+    config_path, lake_root = viewer_lake
+    server = LiveServer(
+        create_app(lake_root=lake_root, config_path=config_path, graph_file_dirs=[tmp_path])
+    ).start()
+    try:
+        summaries = {g["id"]: g for g in server.get_json("/api/graphs")["graphs"]}
+        assert len(summaries) == 5
+        page.goto(server.url + "/")
+        page.wait_for_selector("tr[data-testid=graph-row]")
+        expect(page.locator("tr[data-testid=graph-row]")).to_have_count(5)
+
+        def shown_ids() -> list[str]:
+            rows = page.locator("tr[data-testid=graph-row]")
+            return [rows.nth(k).get_attribute("data-graph-id") for k in range(rows.count())]
+
+        def by(key: str, desc: bool) -> list[str]:
+            have = [g for g in summaries.values() if g[key] is not None]
+            have.sort(key=lambda g: g[key], reverse=desc)
+            return [g["id"] for g in have] + [g["id"] for g in summaries.values() if g[key] is None]
+
+        header = page.locator("th[data-key=n_edges]")
+        page.click("[data-testid=sort-n_edges]")
+        assert shown_ids() == by("n_edges", False)
+        assert [int(x) for x in shown_column(page, 4)] == sorted(
+            g["n_edges"] for g in summaries.values()
+        )
+        assert header.get_attribute("aria-sort") == "ascending"
+        assert header.inner_text().endswith("\u25b2")
+        page.click("[data-testid=sort-n_edges]")
+        assert shown_ids() == by("n_edges", True)
+        assert header.get_attribute("aria-sort") == "descending"
+        assert header.inner_text().endswith("\u25bc")
+        page.screenshot(path=str(artifacts_dir / "index_sorted.png"))
+
+        # Another column: the previous one loses its mark; empty scores stay last both ways.
+        page.click("[data-testid=sort-replacement_score]")
+        assert header.get_attribute("aria-sort") == "none"
+        assert not header.inner_text().endswith(("\u25b2", "\u25bc"))
+        assert shown_ids() == by("replacement_score", False)
+        assert shown_column(page, 7)[2:] == ["", "", ""]
+        page.click("[data-testid=sort-replacement_score]")
+        assert shown_ids() == by("replacement_score", True)
+        assert shown_column(page, 7)[2:] == ["", "", ""]
+
+        # Text: the prompt, case-insensitively; the order holds while filtering.
+        page.click("[data-testid=sort-prompt_text]")
+        prompts = shown_column(page, 1)
+        assert prompts == sorted(prompts, key=str.casefold)
+        page.fill("#filter-q", "file graph")
+        expect(page.locator("tr[data-testid=graph-row]")).to_have_count(3)
+        assert shown_column(page, 1) == [f"file graph of {n} tokens" for n in (1, 2, 3)]
+    finally:
+        server.stop()
+
+
+# -- steering: the value shown is the value sent -----------------------------------------------
+
+
+def test_steering_shows_and_sends_its_scale(page, live_server, artifacts_dir):
+    graph_id = graph_ids(live_server)[1]
+    doc = document(live_server, graph_id)
+    node = features_by_influence(doc)[0]
+    open_graph(page, live_server, graph_id)
+    click_node(page, node["node_id"], ctrl=True)
+    row = page.locator(f"tr[data-testid=steer-input-row][data-node-id='{node['node_id']}']")
+    mode, amount = row.locator("select.steer-mode"), row.locator("input.steer-amount")
+    readout = row.locator("[data-testid=steer-readout]")
+    # A new row scales by 2, and says so: the mode, the number and what it applies.
+    for shown in (mode, amount, readout):
+        expect(shown).to_be_visible()
+        box, side = shown.bounding_box(), page.locator("#side").bounding_box()
+        assert side["x"] <= box["x"] and box["x"] + box["width"] <= side["x"] + side["width"]
+    assert mode.input_value() == "multiplier"
+    assert "scale" in mode.locator("option:checked").inner_text()
+    assert amount.input_value() == "2"
+    act = node["activation"]
+    assert float(readout.get_attribute("data-value")) == pytest.approx(2 * act, rel=1e-6)
+
+    def run_and_capture() -> dict:
+        with page.expect_request(lambda r: r.url.endswith("/steer")) as request:
+            page.click("#steer-run")
+        page.wait_for_selector("body[data-steer=done]", timeout=300_000)
+        return request.value.post_data_json
+
+    body = run_and_capture()
+    assert body["interventions"] == [{"node_id": node["node_id"], "multiplier": 2}]
+    applied = page.locator("li[data-testid=steer-applied-item]")
+    clean = float(applied.get_attribute("data-clean"))
+    assert clean == pytest.approx(act, rel=1e-3)
+    assert float(applied.get_attribute("data-value")) == pytest.approx(2 * clean, rel=1e-6)
+
+    # The user's number is the one sent, and the one the server applies.
+    amount.fill("3.5")
+    assert float(readout.get_attribute("data-value")) == pytest.approx(3.5 * act, rel=1e-6)
+    page.evaluate("document.body.dataset.steer = ''")
+    body = run_and_capture()
+    assert body["interventions"] == [{"node_id": node["node_id"], "multiplier": 3.5}]
+    expect(applied).to_have_attribute("data-value", re.compile(r"."))
+    assert float(applied.get_attribute("data-value")) == pytest.approx(3.5 * clean, rel=1e-6)
+    assert "\u00d73.500" in applied.inner_text()
+    page.screenshot(path=str(artifacts_dir / "steering_value.png"))
+
+    # Set to a value; an empty box is refused, not sent as 0.
+    mode.select_option("value")
+    amount.fill("-1.25")
+    assert float(readout.get_attribute("data-value")) == -1.25
+    page.evaluate("document.body.dataset.steer = ''")
+    assert run_and_capture()["interventions"] == [{"node_id": node["node_id"], "value": -1.25}]
+    amount.fill("")
+    page.click("#steer-run")
+    expect(page.locator("#steer-error")).to_contain_text("not a number")
+    assert page.get_attribute("body", "data-steer") == "done"
+
+
+# -- the node panel's influence ----------------------------------------------------------------
+
+
+def lake_influence(lake_root, graph_id: str) -> tuple[dict, dict, int]:
+    """``(rank, share, n)`` by node id from the lake's ``nodes`` table (logits left out):
+    rank 1 is the largest influence, ties by node index; share is over the total."""
+    from ct_lake.catalog import connect
+
+    model, prompt = graph_id.split("__")
+    con = connect(lake_root)
+    try:
+        rows = con.execute(
+            "SELECT node, kind, layer, pos, feature, token_id, influence FROM nodes "
+            "WHERE model = ? AND prompt = ? AND kind <> 'logit' ORDER BY node",
+            [model, prompt],
+        ).fetchall()
+    finally:
+        con.close()
+    name = {
+        "feature": lambda r: f"{r[2]}_{r[4]}_{r[3]}",
+        "error": lambda r: f"{r[2]}_-1_{r[3]}",
+        "token": lambda r: f"E_{r[5]}_{r[3]}",
+    }
+    total = sum(r[6] for r in rows)
+    ordered = sorted(rows, key=lambda r: (-r[6], r[0]))
+    rank = {name[r[1]](r): k for k, r in enumerate(ordered, start=1)}
+    return rank, {name[r[1]](r): r[6] / total for r in rows}, len(rows)
+
+
+def percent(x: float) -> str:
+    """A share as the page writes it: 1 decimal from 10%, 2 from 0.1%, else 2 digits."""
+    p = 100 * x
+    if p >= 10:
+        return f"{p:.1f}%"
+    if p >= 0.1:
+        return f"{p:.2f}%"
+    return f"{p:.{1 - math.floor(math.log10(p))}f}%" if p else "0%"
+
+
+def test_panel_shows_influence_rank_and_share(page, live_server, viewer_lake, artifacts_dir):
+    graph_id = graph_ids(live_server)[0]
+    doc = document(live_server, graph_id)
+    rank, share, n = lake_influence(viewer_lake[1], graph_id)
+    feats = features_by_influence(doc)
+    tokens = [x for x in doc["nodes"] if x["feature_type"] == "embedding"]
+    open_graph(page, live_server, graph_id)
+    for node in (feats[0], feats[len(feats) // 2], tokens[-1]):
+        node_id = node["node_id"]
+        click_node(page, node_id)
+        expect(page.locator("#panel-node-id")).to_have_text(node_id)
+        box = page.locator("#panel-influence")
+        assert int(box.get_attribute("data-rank")) == rank[node_id]
+        assert int(box.get_attribute("data-of")) == n
+        assert float(box.get_attribute("data-share")) == pytest.approx(share[node_id], rel=1e-9)
+        assert box.inner_text() == (
+            f"rank {rank[node_id]} of {n:,} \u00b7 {percent(share[node_id])} of total"
+        )
+        if node is feats[0]:
+            page.screenshot(path=str(artifacts_dir / "panel_influence.png"))
+    # The most influential feature comes before every other feature.
+    assert rank[feats[0]["node_id"]] == min(rank[f["node_id"]] for f in feats)
+    logit = next(x for x in doc["nodes"] if x["feature_type"] == "logit")
+    click_node(page, logit["node_id"])
+    expect(page.locator("#panel-influence")).to_have_text(re.compile("^\u2014"))
