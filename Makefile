@@ -38,9 +38,13 @@ test: lint
 viewer: setup
 	$(BIN)/ct serve
 
-# The Dagster UI (webserver + daemon) and the MLflow UI, both on 127.0.0.1 only.
+# The Dagster UI (webserver + daemon) and the MLflow UI, both on 127.0.0.1 only. The workspace
+# names the code location as pyproject.toml's [tool.dg.project] does (a location served under
+# another name logs a warning on every reload). `dagster dev` warns that `dg dev` supersedes
+# it; that CLI is another package (dagster-dg-cli) we do not install.
 dagster: setup
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m ct_assets.definitions
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded:FutureWarning' \
+		$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w dagster_home/workspace.yaml
 
 mlflow: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port 5000 \

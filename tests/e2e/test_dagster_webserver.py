@@ -1,23 +1,28 @@
 """End to end through the Dagster UI's server: ``dagster dev`` runs ``graph_job`` for a prompt.
 
-``dagster dev`` (webserver, daemon and code server) starts on a free port of 127.0.0.1, with a
+``dagster dev`` (webserver, daemon and code server) starts as ``make dagster`` starts it (the
+Makefile's recipe: its environment, its workspace) on a free port of 127.0.0.1, with a
 temporary ``DAGSTER_HOME`` (a copy of the repo's ``dagster.yaml``) and a lakehouse config on
-the tiny test model. The test registers a prompt in its own process, submits a run of
-``graph_job`` for the ``tiny|p_...`` partition over GraphQL, waits for it to succeed and
-checks the lake. Every process it started is stopped at the end (SIGTERM to the process
-group, then SIGKILL), also when the test fails.
+the tiny test model. Its log holds no warning: a code location served under another name than
+the project's logs one on every reload of the workspace. The test registers a prompt in its
+own process, submits a run of ``graph_job`` for the ``tiny|p_...`` partition over GraphQL,
+waits for it to succeed and checks the lake. Every process it started is stopped at the end
+(SIGTERM to the process group, then SIGKILL), also when the test fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -99,12 +104,49 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+def make_dagster_command(port: int) -> tuple[dict[str, str], list[str]]:
+    """The environment assignments and the command line of the Makefile's ``dagster`` recipe,
+    on ``port``; relative paths resolve against the repository, ``$(BIN)`` is this venv's."""
+    recipe = (REPO / "Makefile").read_text().split("\ndagster:", 1)[1].split("\n", 1)[1]
+    recipe = re.sub(r"\\\n\t*", " ", recipe)  # continuation lines
+    words = shlex.split(recipe.splitlines()[0])
+    env = {}
+    while "=" in words[0] and not words[0].startswith("$"):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    assert words[0] == "$(BIN)/dagster" and words[1] == "dev", words
+    argv = [str(Path(sys.executable).parent / "dagster"), "dev"]
+    options = iter(words[2:])
+    for word in options:
+        value = next(options)
+        if word in ("-p", "--port"):
+            value = str(port)
+        elif word in ("-h", "--host"):
+            assert value == HOST, f"make dagster serves on {value}"
+        elif word in ("-w", "--workspace", "-f", "--python-file"):
+            value = str(REPO / value)
+        argv += [word, value]
+    return env, argv
+
+
+# A Python warning ("file:line: SomeWarning: ...") or a Dagster log line at level WARNING.
+WARNING_LINE = re.compile(r"\w+Warning: | - WARNING - ")
+
+
+def warning_lines(log: str) -> list[str]:
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", log)  # the colored log format's escape codes
+    return [line for line in plain.splitlines() if WARNING_LINE.search(line)]
+
+
 class DagsterDev:
-    """``dagster dev`` in its own session; :meth:`stop` ends the whole process group."""
+    """``dagster dev`` as ``make dagster`` starts it, in its own session; :meth:`stop` ends the
+    whole process group."""
 
     def __init__(self, home: Path, config: Path, port: int, log: Path):
+        make_env, argv = make_dagster_command(port)
         env = {
             **os.environ,
+            **make_env,
             "DAGSTER_HOME": str(home),
             "CT_CONFIG": str(config),
             "HF_HUB_OFFLINE": "1",
@@ -113,8 +155,6 @@ class DagsterDev:
             "PYTHONUNBUFFERED": "1",
         }
         self.port, self.log = port, log
-        argv = [str(Path(sys.executable).parent / "dagster"), "dev", "-h", HOST, "-p", str(port)]
-        argv += ["-m", "ct_assets.definitions"]
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
                 argv,
@@ -146,8 +186,8 @@ class DagsterDev:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)["data"]
 
-    def wait_ready(self, timeout: float) -> None:
-        """Until ``/server_info`` answers and the code location has loaded."""
+    def wait_ready(self, timeout: float) -> list[str]:
+        """Until ``/server_info`` answers and the code location has loaded; its names."""
         deadline = time.monotonic() + timeout
         state = "no answer from /server_info"
         while time.monotonic() < deadline:
@@ -162,7 +202,7 @@ class DagsterDev:
                 if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                     errors = [e for e in entries if "message" in (e["locationOrLoadError"] or {})]
                     assert not errors, f"the code location failed to load: {errors}"
-                    return
+                    return [e["name"] for e in entries]
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.5)
@@ -241,8 +281,12 @@ def test_dagster_dev_runs_graph_job_for_a_prompt(tmp_path, tiny_lakehouse_files,
     port = free_port()
     dev = DagsterDev(home, config_path, port, tmp_path / "dagster-dev.log")
     try:
-        dev.wait_ready(READY_TIMEOUT_S)
+        locations = dev.wait_ready(READY_TIMEOUT_S)
         ready_s = time.monotonic() - started
+        # The location is served under the project's own name: loading it logged no warning.
+        project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+        assert locations == [project["code_location_name"]]
+        assert not warning_lines(dev.log.read_text()), dev.output()
         # Bound to the loopback interface only.
         assert listening_addresses(port) == {"0100007F"}, listening_addresses(port)
         assert f"Serving dagster-webserver on http://{HOST}:{port}" in dev.output()
@@ -277,6 +321,7 @@ def test_dagster_dev_runs_graph_job_for_a_prompt(tmp_path, tiny_lakehouse_files,
         )
         assert n_edges == graphs[0]["n_edges"] > 0
         assert lake.has_file("graphs", "graph.safetensors", model="tiny", prompt=prompt)
+        assert not warning_lines(dev.log.read_text()), dev.output()
         print(f"dagster dev ready in {ready_s:.1f}s; run done at {time.monotonic() - started:.1f}s")
     finally:
         dev.stop()
