@@ -911,8 +911,8 @@ def _data_files(dt, partitions: Sequence[str]) -> list[DataFile]:
         if pa.types.is_struct(counts.type):
             for bit, f in enumerate(counts.type):
                 stat_columns.append(f.name)
-                valid = counts.field(f.name).is_valid().to_pylist()
-                masks = [m | (ok << bit) for m, ok in zip(masks, valid, strict=True)]
+                valid = counts.field(f.name).to_pylist()  # null: no statistics
+                masks = [m | ((v is not None) << bit) for m, v in zip(masks, valid, strict=True)]
     sets = {
         m: frozenset(c for bit, c in enumerate(stat_columns) if m >> bit & 1) for m in set(masks)
     }
