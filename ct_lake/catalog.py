@@ -18,8 +18,11 @@ it. A table without files gets an empty view with its columns and types, so deri
 description. Views are created dependencies first: a view depends on every other view whose
 name it mentions outside comments and string literals.
 
-:func:`connect` gives an in-memory connection with every view; :func:`write_catalog_file`
-writes a ``.duckdb`` file with the same views, atomically (local lakes only). A catalog file
+:func:`connect` gives an in-memory connection with every view, or with only the views a query
+needs (``for_query``: :func:`views_for`); :func:`execute` runs a query with only those views,
+and a read-only query that names none without any (what ``ct sql`` uses: ``SELECT 1`` reads no
+Delta log). :func:`write_catalog_file` writes a ``.duckdb`` file with every view, atomically
+(local lakes only). A catalog file
 lists the files of the table versions at the time it was written: rebuild it after writes
 (:func:`connect` reads the lake's versions each time), and before ``ct lake optimize`` deletes
 files that are no longer current.
@@ -27,20 +30,27 @@ files that are no longer current.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
-from ct_lake.lake import AsOf, Lake, TableSnapshot
 from ct_lake.package_data import sql_dir
 from ct_lake.storage import LakeError, Location
-from ct_lake.tables import TABLES, TableSpec
+
+# pyarrow and the lake's table modules are imported where used: a query that needs no view
+# (ct sql "SELECT 1") runs without them (:func:`execute`).
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ct_lake.lake import AsOf, Lake, TableSnapshot
+    from ct_lake.tables import TableSpec
 
 SQL_DIR = sql_dir()
 REGISTERED_PREFIX = "_delta_"  # S3 lakes: the registered dataset behind base view <table>
@@ -48,6 +58,12 @@ _HEADER = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)\s+AS\b", re.IGNO
 # comments (-- and /* */) and string literals: what the view-dependency scan ignores
 _COMMENT_OR_STRING = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Words of a query that reads the catalog itself (SHOW TABLES, DESCRIBE, information_schema,
+# duckdb_views(), PRAGMA show_tables, EXPORT DATABASE...): such a query gets every view.
+_CATALOG_WORD = re.compile(
+    r"show|describe|summarize|export|information_schema|(pragma|duckdb_|pg_|sqlite_)\w*",
+    re.IGNORECASE,
+)
 
 
 class CatalogError(RuntimeError):
@@ -65,6 +81,8 @@ class ViewFile:
 
     @property
     def is_base(self) -> bool:
+        from ct_lake.tables import TABLES
+
         return self.name in TABLES
 
 
@@ -95,6 +113,8 @@ def _description(sql: str) -> str:
 
 def load_views(sql_dir: Path | None = None) -> list[ViewFile]:
     """Every view (base views and view files), each after the views it uses."""
+    from ct_lake.tables import TABLES
+
     folder = views_dir(sql_dir)
     files = sorted(folder.glob("*.sql"))
     if not files:
@@ -119,6 +139,30 @@ def load_views(sql_dir: Path | None = None) -> list[ViewFile]:
         depends = frozenset((words & names) - {path.stem})
         views[path.stem] = ViewFile(path.stem, sql, _description(sql), depends)
     return [views[name] for name in _ordered({n: v.depends for n, v in views.items()})]
+
+
+def views_for(query: str, views: list[ViewFile] | None = None) -> list[ViewFile]:
+    """The views of ``views`` (default: :func:`load_views`) that ``query`` needs, in catalog
+    order: those it names (in comments and strings too: a name too many costs only its view)
+    and the views they use; every view when the query reads the catalog itself (``SHOW
+    TABLES``, ``DESCRIBE``, ``information_schema``, ``duckdb_views()``...)."""
+    views = load_views() if views is None else views
+    words = {word.lower() for word in _WORD.findall(query)}
+    if _reads_catalog(words):
+        return views
+    by_name = {view.name.lower(): view for view in views}
+    needed: set[str] = set()
+    todo = [word for word in words if word in by_name]
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(dep.lower() for dep in by_name[name].depends)
+    return [view for view in views if view.name.lower() in needed]
+
+
+def _reads_catalog(words: set[str]) -> bool:
+    return any(_CATALOG_WORD.fullmatch(word) for word in words)
 
 
 def _ordered(graph: dict[str, frozenset[str]]) -> list[str]:
@@ -146,10 +190,67 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@functools.cache
+def _duckdb_types() -> dict[pa.DataType, str]:
+    """DuckDB's names of Arrow types, as ``con.from_arrow`` gives them, known without asking
+    DuckDB: handing DuckDB any Arrow object imports pandas (0.3 s of every ct sql). Types not
+    known here (structs, decimals, ...) are asked of DuckDB."""
+    import pyarrow as pa
+
+    return {
+        pa.bool_(): "BOOLEAN",
+        pa.int8(): "TINYINT",
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.uint8(): "UTINYINT",
+        pa.uint16(): "USMALLINT",
+        pa.uint32(): "UINTEGER",
+        pa.uint64(): "UBIGINT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+        pa.string(): "VARCHAR",
+        pa.large_string(): "VARCHAR",
+        pa.binary(): "BLOB",
+        pa.large_binary(): "BLOB",
+        pa.date32(): "DATE",
+    }
+
+
+_TIMESTAMP_TYPES = {
+    "s": "TIMESTAMP_S",
+    "ms": "TIMESTAMP_MS",
+    "us": "TIMESTAMP",
+    "ns": "TIMESTAMP_NS",
+}
+
+
+def _known_type(t: pa.DataType) -> str | None:
+    """DuckDB's name of Arrow type ``t`` (None: not known here)."""
+    import pyarrow as pa
+
+    name = _duckdb_types().get(t)
+    if name is not None:
+        return name
+    if pa.types.is_timestamp(t):
+        if t.tz is None:
+            return _TIMESTAMP_TYPES[t.unit]
+        return "TIMESTAMP WITH TIME ZONE" if t.unit != "ns" else None
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        item = _known_type(t.value_type)
+        return None if item is None else f"{item}[]"
+    if pa.types.is_map(t):
+        key, item = _known_type(t.key_type), _known_type(t.item_type)
+        return None if key is None or item is None else f"MAP({key}, {item})"
+    return None
+
+
 def schema_columns(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> list[tuple[str, str]]:
     """``(column, DuckDB type)`` of an Arrow schema."""
-    types = con.from_arrow(schema.empty_table()).types
-    return [(f.name, str(t)) for f, t in zip(schema, types, strict=True)]
+    types = [_known_type(f.type) for f in schema]
+    if None in types:
+        types = [str(t) for t in con.from_arrow(schema.empty_table()).types]
+    return [(f.name, t) for f, t in zip(schema, types, strict=True)]
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> list[tuple[str, str]]:
@@ -231,16 +332,27 @@ def _create_base_view(con: duckdb.DuckDBPyConnection, snap: TableSnapshot) -> No
 
 
 def as_lake(lake: Lake | Location | str | Path) -> Lake:
+    from ct_lake.lake import Lake
+
     return lake if isinstance(lake, Lake) else Lake(lake)
 
 
 def create_views(
-    con: duckdb.DuckDBPyConnection, lake: Lake | Location | str | Path, as_of: AsOf = None
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake | Location | str | Path,
+    as_of: AsOf = None,
+    views: list[ViewFile] | None = None,
 ) -> list[ViewFile]:
-    """Create every view on ``con`` over ``lake``, its tables now or as of ``as_of``."""
+    """Create ``views`` (default: every view; each after the views it uses, as
+    :func:`load_views` and :func:`views_for` order them) on ``con`` over ``lake``, its tables
+    now or as of ``as_of``. Only the base views' tables are read (all of them for ``as_of``,
+    which is checked against the lake's history even when no table is)."""
     lake = as_lake(lake)
-    views = load_views()
-    snapshots = lake.snapshots(as_of)
+    views = load_views() if views is None else views
+    if as_of is None:
+        snapshots = {view.name: lake.snapshot(view.name) for view in views if view.is_base}
+    else:
+        snapshots = lake.snapshots(as_of)
     for view in views:
         try:
             if view.is_base:
@@ -252,17 +364,64 @@ def create_views(
     return views
 
 
-def connect(lake: Lake | Location | str | Path, as_of: AsOf = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with every view over ``lake`` (now or as of ``as_of``).
+def connect(
+    lake: Lake | Location | str | Path, as_of: AsOf = None, *, for_query: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with every view over ``lake`` (now or as of ``as_of``),
+    or with only the views ``for_query`` needs (:func:`views_for`).
 
     ``as_of``: a lake version (int) or an ISO-8601 timestamp (see :mod:`ct_lake.lake`)."""
+    views = None if for_query is None else views_for(for_query)
     con = duckdb.connect()
     try:
-        create_views(con, lake, as_of)
+        create_views(con, lake, as_of, views)
     except BaseException:
         con.close()
         raise
     return con
+
+
+def execute(
+    lake: Lake | Location | str | Path, query: str, as_of: AsOf = None
+) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
+    """Run ``query`` over the lake's views: ``(connection, cursor)``, the cursor holding the
+    result of its last statement; the result, or the error, that a connection with every view
+    gives, reading fewer tables.
+
+    A read-only query (SELECT statements only) that does not read the catalog runs first on a
+    bare connection, without views (unless it has ``as_of``), then on one with the views it
+    names (:func:`views_for`), then on one with every view (so that an error, a misspelt view
+    name's hint included, is the one every view gives); the first that succeeds gives the
+    result. DuckDB binds a statement before it runs it, so one that names a missing view fails
+    before it ran, and what ran before it only read. ``SELECT 1`` reads no Delta log and
+    imports no pyarrow; a query over one table reads that table's log only. Any other query
+    (one that writes, or that DuckDB cannot parse) runs once, with every view."""
+    con = duckdb.connect()
+    try:
+        read_only = all(
+            s.type == duckdb.StatementType.SELECT for s in con.extract_statements(query)
+        )
+    except duckdb.Error:
+        read_only = False
+    if read_only and not _reads_catalog({word.lower() for word in _WORD.findall(query)}):
+        if as_of is None:
+            try:
+                return con, con.execute(query)
+            except duckdb.Error:
+                pass
+        con.close()
+        con = connect(lake, as_of, for_query=query)
+        try:
+            return con, con.execute(query)
+        except duckdb.Error:
+            pass
+    con.close()
+    con = connect(lake, as_of)
+    try:
+        return con, con.execute(query)
+    except BaseException:
+        con.close()
+        raise
 
 
 def write_catalog_file(

@@ -47,18 +47,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import duckdb
 
-    from ct_lake.catalog import CatalogError, connect, describe
+    from ct_lake.catalog import CatalogError, connect, describe, execute
     from ct_lake.config import load_config
 
     try:
         if args.max_rows < 0:
             raise ValueError("--max-rows must be 0 (all rows) or more")
         query = Path(args.file).read_text() if args.file else args.query
-        con = connect(load_config(args.config).lake, as_of=args.as_of)
+        lake = load_config(args.config).lake
         if args.views:
-            _print_views(describe(con))
+            _print_views(describe(connect(lake, as_of=args.as_of)))
             return 0
-        cursor = con.execute(query)
+        # with only the views the query names: reading every table's Delta log would cost most
+        # of a query's time
+        _, cursor = execute(lake, query, as_of=args.as_of)
         columns = [d[0] for d in cursor.description or []]
         limit = args.max_rows or None
         rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit + 1)
