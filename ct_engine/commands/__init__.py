@@ -12,8 +12,11 @@ Every ``ct`` subcommand is a module with:
     runs it and returns the exit status (2 for a mistake the user can fix, after one line on
     stderr).
 
-Optional: ``DESCRIPTION: str`` (the command's own ``--help`` text, default ``HELP``) and
-``FORMATTER_CLASS`` (an ``argparse`` help formatter, default ``argparse.HelpFormatter``).
+Optional: ``DESCRIPTION: str`` (the command's own ``--help`` text, default ``HELP``).
+
+Every parser's help shows each option's default (:class:`HelpFormatter`), so a help string
+states a default itself only where a value alone would not say enough ("default: cuda when
+available, else cpu").
 
 A group of subcommands (``ct lake info|optimize|...``) is one such module whose
 ``add_arguments`` calls :func:`add_subcommands` with its action modules (the same interface,
@@ -31,9 +34,39 @@ ct_engine`` (:mod:`ct_engine.cli`) and the ``ct`` command (:mod:`ct_cli.main`) b
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help (or makes it the help of an option without
+    one), except where there is nothing to show (a default of None, False, an empty list or
+    string; a switch) or where the help already says it (it mentions "default")."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and _shows_default(action):
+            action = copy.copy(action)  # argparse prints no help line for an empty help
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if _shows_default(action) and "default" not in action.help.lower():
+            return f"{action.help} (default: %(default)s)"
+        return action.help
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    default = action.default
+    return (
+        bool(action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
+        and action.nargs != 0
+        and default is not None
+        and default is not False
+        and default is not argparse.SUPPRESS
+        and not (isinstance(default, str | list | tuple) and not default)
+    )
 
 
 def add_subcommands(
@@ -50,7 +83,7 @@ def add_subcommands(
             module.NAME,
             help=module.HELP,
             description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=getattr(module, "FORMATTER_CLASS", argparse.HelpFormatter),
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(child)
 
@@ -67,7 +100,9 @@ def build_parser(
     modules: Sequence[ModuleType], *, prog: str = "ct", description: str | None = None
 ) -> argparse.ArgumentParser:
     """The parser of a command line made of ``modules`` (the chosen name: ``args.command``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=HelpFormatter
+    )
     add_subcommands(parser, modules)
     return parser
 

@@ -9,20 +9,39 @@ from ct_engine.options import BACKENDS, DTYPE_NAMES
 
 
 def add_attribution_flags(p: argparse.ArgumentParser, *, batch_size: int) -> None:
-    p.add_argument("--max_n_logits", type=int, default=10)
-    p.add_argument("--desired_logit_prob", type=float, default=0.95)
-    p.add_argument("--batch_size", type=int, default=batch_size)
-    p.add_argument("--max_feature_nodes", type=int, default=7500)
-    p.add_argument("--node_threshold", type=float, default=0.8)
-    p.add_argument("--edge_threshold", type=float, default=0.98)
+    p.add_argument(
+        "--max_n_logits", type=int, default=10, help="most logit targets to attribute from"
+    )
+    p.add_argument(
+        "--desired_logit_prob",
+        type=float,
+        default=0.95,
+        help="stop adding logit targets once their probabilities sum to this",
+    )
+    p.add_argument("--batch_size", type=int, default=batch_size, help="backward passes per batch")
+    p.add_argument(
+        "--max_feature_nodes", type=int, default=7500, help="most feature nodes in the graph"
+    )
+    p.add_argument(
+        "--node_threshold",
+        type=float,
+        default=0.8,
+        help="pruning: the share of total node influence the kept nodes carry",
+    )
+    p.add_argument(
+        "--edge_threshold",
+        type=float,
+        default=0.98,
+        help="pruning: the share of total edge influence the kept edges carry",
+    )
     p.add_argument("--verbose", action="store_true", help="progress bar and phase timings")
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--transcoder_set", required=True)
     p.add_argument("-m", "--model", help="default: the transcoder config's model_name")
-    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32")
-    p.add_argument("--backend", choices=BACKENDS, default="transformerlens")
+    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32", help="model dtype")
+    p.add_argument("--backend", choices=BACKENDS, default="transformerlens", help="model backend")
     p.add_argument("--lazy-encoder", action="store_true")
     p.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")
 

@@ -21,7 +21,6 @@ from ct_engine.commands._shared import (
 
 NAME = "attribute"
 HELP = "attribute a prompt and save the graph"
-FORMATTER_CLASS = argparse.ArgumentDefaultsHelpFormatter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

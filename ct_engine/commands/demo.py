@@ -10,7 +10,6 @@ from ct_engine.commands._shared import add_attribution_flags, load_model, run_at
 
 NAME = "demo"
 HELP = "attribute a prompt on the embedded default model and print a summary"
-FORMATTER_CLASS = argparse.ArgumentDefaultsHelpFormatter
 
 # A two-hop question about the embedded toy world: Mosho lives in Soubathia, capital Ludus.
 DEMO_PROMPT = "The capital of the country where Mosho lives is"
@@ -18,7 +17,7 @@ DEMO_PROMPT = "The capital of the country where Mosho lives is"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=".ct-cache/demo", help="where the graph is saved")
-    parser.add_argument("-p", "--prompt", default=DEMO_PROMPT)
+    parser.add_argument("-p", "--prompt", default=DEMO_PROMPT, help="the prompt to attribute")
     parser.add_argument(
         "--transcoders", choices=["plt", "clt"], default="plt", help="toy-world-plt or -clt"
     )

@@ -25,7 +25,6 @@ DESCRIPTION = (
     "MLP replaced; CE loss recovered per single-layer splice. Position 0 (BOS) is "
     "excluded from every statistic."
 )
-FORMATTER_CLASS = argparse.ArgumentDefaultsHelpFormatter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-tokens", type=int, default=None, help="cap on scored tokens")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
     p.add_argument("--max-seq-len", type=int, default=128, help="longest sequence, BOS included")
-    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32")
+    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32", help="model dtype")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--lazy-encoder", action="store_true")
     p.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")

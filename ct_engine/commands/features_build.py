@@ -31,17 +31,6 @@ DESCRIPTION = (
 )
 
 
-class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default, except for switches and flags without one (their help says
-    what happens without them)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.nargs == 0:
-            return action.help
-        return super()._get_help_string(action)
-
-
-FORMATTER_CLASS = DefaultsFormatter
 TOY_WORLD = "toy-world"
 
 # build_dashboards' own defaults, repeated here because the parser must not import torch

@@ -16,8 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-from ct_engine.commands.features_build import DefaultsFormatter
-
 NAME = "show"
 HELP = "print one feature's card from feature files"
 DESCRIPTION = (
@@ -25,7 +23,6 @@ DESCRIPTION = (
     "tokens, example contexts) from the feature files in --features_dir, or from the default "
     "output of `ct features build MODEL TRANSCODERS` (features/<transcoders>)."
 )
-FORMATTER_CLASS = DefaultsFormatter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

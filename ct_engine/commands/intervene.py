@@ -9,7 +9,6 @@ from ct_engine.commands._shared import add_model_flags, load_model_from_args
 
 NAME = "intervene"
 HELP = "set features to values and show how the next-token distribution moves"
-FORMATTER_CLASS = argparse.ArgumentDefaultsHelpFormatter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

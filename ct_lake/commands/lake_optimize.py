@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_RETENTION_HOURS,
         metavar="H",
-        help=f"keep what versions of the last H hours need (default {DEFAULT_RETENTION_HOURS})",
+        help="keep what versions of the last H hours need",
     )
     add_config_flag(p)
 

@@ -14,7 +14,6 @@ from ct_engine.commands import attribute as engine_attribute
 
 NAME = engine_attribute.NAME
 HELP = engine_attribute.HELP
-FORMATTER_CLASS = engine_attribute.FORMATTER_CLASS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="then serve the graph in the viewer on 127.0.0.1:--port (with $CT_CONFIG's lake)",
     )
-    parser.add_argument("--port", type=int, default=8041)
+    parser.add_argument("--port", type=int, default=8041, help="the viewer's port (with --server)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,10 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--host",
         default="127.0.0.1",
-        help="interface to listen on (default 127.0.0.1: this machine only; anything else "
-        "exposes the lake's graphs, annotations and steering to the network)",
+        help="interface to listen on: 127.0.0.1 is this machine only; anything else "
+        "exposes the lake's graphs, annotations and steering to the network",
     )
-    p.add_argument("--port", type=int, default=8041, help="port (default 8041)")
+    p.add_argument("--port", type=int, default=8041, help="port")
     p.add_argument(
         "--graph_file_dir",
         action="append",
