@@ -319,11 +319,19 @@ class MlflowSettings(_Strict):
     tracking_uri: str = "sqlite:///dagster_home/mlflow.db"
     experiment: str = "ct-lakehouse"
     timeout_s: float = Field(default=10.0, gt=0)
+    # Where people open MLflow's UI, for the links from Dagster to each run. Default: the
+    # tracking server itself when it is one, else `make mlflow`'s address.
+    ui_url: str | None = None
 
     @field_validator("tracking_uri")
     @classmethod
     def _tracking_uri(cls, uri: str) -> str:
         return check_tracking_uri(uri)
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url(cls, url: str | None) -> str | None:
+        return None if url is None else _check_ui_url(url)
 
 
 class LakehouseConfig(_Strict):
@@ -341,6 +349,14 @@ class LakehouseConfig(_Strict):
     prompts_file: Path | None = None  # one prompt per line; the sensor picks up new lines
     feature_corpus: FeatureCorpusSettings = FeatureCorpusSettings()
     feature_explainer: str | None = None
+    # Where people open Dagster's UI, for the links from MLflow runs back to their Dagster
+    # runs. Default: ``$CT_DAGSTER_URL`` (the team profile's webserver), else `make dagster`'s.
+    dagster_ui_url: str | None = None
+
+    @field_validator("dagster_ui_url")
+    @classmethod
+    def _dagster_ui_url(cls, url: str | None) -> str | None:
+        return None if url is None else _check_ui_url(url)
 
     @field_validator("feature_explainer")
     @classmethod
@@ -383,6 +399,36 @@ class LakehouseConfig(_Strict):
         """The MLflow URI with a relative sqlite path resolved against the config's folder
         (``$CT_MLFLOW_TRACKING_URI`` arrives already resolved, against the working folder)."""
         return _absolute_sqlite(self.mlflow.tracking_uri, self.base)
+
+    @property
+    def mlflow_ui_url(self) -> str:
+        """The MLflow UI that shows this config's runs (no trailing slash)."""
+        if self.mlflow.ui_url:
+            return self.mlflow.ui_url
+        uri = self.tracking_uri
+        return uri.rstrip("/") if uri.startswith(("http://", "https://")) else MLFLOW_UI_URL
+
+    @property
+    def dagster_url(self) -> str:
+        """The Dagster UI that shows this config's runs (no trailing slash)."""
+        return (
+            self.dagster_ui_url
+            or os.environ.get(DAGSTER_URL_ENV, "").rstrip("/")
+            or (DAGSTER_UI_URL)
+        )
+
+
+# The addresses of `make mlflow` and `make dagster`.
+MLFLOW_UI_URL = "http://127.0.0.1:5000"
+DAGSTER_UI_URL = "http://127.0.0.1:3000"
+DAGSTER_URL_ENV = "CT_DAGSTER_URL"  # the webserver `ct materialize` submits team runs to
+
+
+def _check_ui_url(url: str) -> str:
+    """An http(s) address with a host, without its trailing slash."""
+    if not url.startswith(("http://", "https://")) or not url.split("://", 1)[1].split("/")[0]:
+        raise ValueError(f"{url!r}: a UI address is http://host:port or https://host")
+    return url.rstrip("/")
 
 
 def _absolute_sqlite(uri: str, base: Path) -> str:

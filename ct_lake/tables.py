@@ -340,7 +340,7 @@ _P, _M, _D = Role(PARAM), Role(METRIC), Role(METADATA)
 
 ROLES: dict[str, Role] = {
     # the prompt (``prompts.text``) and the model entry's settings
-    "text": Role(PARAM, "prompt"),
+    "text": Role(PARAM, "prompt_text"),
     "model_name": Role(PARAM, "model"),
     "transcoders": _P,
     "scan": _P,

@@ -40,7 +40,13 @@ import urllib.request
 from collections.abc import Callable, Mapping
 
 from ct_assets.lib.profiles import BACKEND_ENV, BROKER_ENV
-from ct_lake.config import LAKE_ENV, TRACKING_URI_ENV, ConfigError, check_tracking_uri
+from ct_lake.config import (
+    DAGSTER_URL_ENV,
+    LAKE_ENV,
+    TRACKING_URI_ENV,
+    ConfigError,
+    check_tracking_uri,
+)
 from ct_lake.storage import (
     DEFAULT_REGION,
     ENDPOINT_VARS,
@@ -56,7 +62,6 @@ PG_USER_ENV = "CT_PG_USER"
 PG_PASSWORD_ENV = "CT_PG_PASSWORD"
 PG_DB_ENV = "CT_PG_DB"
 S3_BUCKET_ENV = "CT_S3_BUCKET"  # Dagster's compute logs (deploy/team/dagster.yaml)
-DAGSTER_URL_ENV = "CT_DAGSTER_URL"  # the webserver that ``ct materialize`` submits runs to
 
 # What the team profile cannot run without; the rest is optional (AWS_ENDPOINT_URL unset: AWS).
 REQUIRED = (

@@ -3,8 +3,8 @@
 A run may cover one partition or a range of them (a single-run backfill: one process, one
 model load). For each partition the asset stores one :class:`ct_lake.records.Record`;
 :func:`describe` turns a record into Dagster metadata, MLflow params, metrics and artifacts
-(the one place that does), and :func:`report` logs each to MLflow (one MLflow run per asset
-partition) and folds them into one ``MaterializeResult`` whose metadata shows every partition.
+(the one place that does), and :func:`report` logs each to its graph's MLflow run
+(:func:`tracked_run`) and gives each partition's materialization its own metadata.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ import pyarrow as pa
 
 from ct_assets.lib.plots import markdown_image
 from ct_assets.lib.resources import LakehouseResource
-from ct_assets.lib.tracking import TRACKING_CHECK, MlflowTracker, TrackingOutcome
+from ct_assets.lib.tracking import (
+    TRACKING_CHECK,
+    MlflowTracker,
+    TrackedRun,
+    TrackingOutcome,
+    run_key,
+)
+from ct_lake.config import LakehouseConfig
 from ct_lake.records import Record
 from ct_lake.tables import METRIC, PARAM, PREVIEWS, role
 
@@ -37,11 +44,12 @@ class Result:
 
     ``checks``: check name -> ``(passed, metadata)`` or ``(passed, metadata, severity)``: the
     severity a failure gets (default ERROR; with several partitions the worst failing one
-    wins)."""
+    wins). A check left out was not run for this partition."""
 
     key: str
     record: Record
     checks: dict[str, tuple] = field(default_factory=dict)
+    text: str | None = None  # the prompt's text, for a model × prompt partition
     described: Described | None = None  # set by report()
     tracking: TrackingOutcome | None = None
 
@@ -133,6 +141,50 @@ def tracking_check_spec(asset: str) -> dg.AssetCheckSpec:
     )
 
 
+def tracked_run(
+    context: dg.AssetExecutionContext, config: LakehouseConfig, result: Result
+) -> TrackedRun:
+    """The MLflow run that ``result``'s partition logs into in this Dagster run: one per graph
+    (model × prompt), named by the model and the prompt's text, or one per model for a
+    model-level partition, named by the model and the job."""
+    from ct_assets.lib.context import model_prompt
+
+    partition = str(result.key)
+    tags = {
+        "dagster.run_id": context.run_id,
+        "dagster.run_url": f"{config.dagster_url}/runs/{context.run_id}",
+        "dagster.job": context.job_name,
+        "dagster.partition_key": partition,
+        "dagster.code_version": CODE_VERSION,
+    }
+    if isinstance(result.key, dg.MultiPartitionKey):
+        model, prompt = model_prompt(result.key)
+        entry = config.model(model)
+        text = result.text or ""
+        tags |= {"ct.model": model, "ct.prompt_key": prompt, "ct.prompt": text[:_TAG_LENGTH]}
+        params = {"model": entry.model, "transcoders": entry.transcoders, "prompt_text": text}
+        name = f"{model} · {short_prompt(text)}"
+    else:
+        model = partition
+        entry = next((m for m in config.models if m.name == model), None)
+        tags |= {"ct.model": model}
+        params = {} if entry is None else {"model": entry.model, "transcoders": entry.transcoders}
+        name = f"{model} · {context.job_name}"
+    return TrackedRun(run_key(context.run_id, partition), name, tags, params)
+
+
+_TAG_LENGTH = 250  # MLflow's UI shows a tag's value on one line
+
+
+def short_prompt(text: str, width: int = 48) -> str:
+    """``text`` on one line, cut at a word to at most ``width`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = flat[: width - 1].rsplit(" ", 1)[0] if " " in flat[: width - 1] else flat[: width - 1]
+    return cut + "…"
+
+
 def report(
     context: dg.AssetExecutionContext,
     lakehouse: LakehouseResource,
@@ -140,61 +192,62 @@ def report(
     results: list[Result],
     *,
     check_names: tuple[str, ...] = (),
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """Describe every stored record, log it to MLflow (one run per partition) and yield the
-    asset's ``MaterializeResult``. A run over several partitions then yields one
-    ``AssetMaterialization`` per partition with that partition's own metadata, so that each
-    partition's latest materialization shows its own facts (the result's metadata is a
-    table of every partition).
+) -> Iterator[dg.MaterializeResult]:
+    """Describe every stored record, log it to its graph's MLflow run and yield the asset's
+    ``MaterializeResult``. Each partition's materialization carries that partition's own
+    metadata (its facts, the prompt's text, the link to its MLflow run), also when the run
+    covers a range of partitions.
 
-    Checks (``check_names`` plus the tracking check) pass only if they pass for every
-    partition of the run; their metadata names the failing partitions. A failing check has
-    the worst severity its failing partitions ask for (``Result.checks`` entries of three
-    items), ERROR for entries of two, WARN for the tracking check.
+    A check runs over the partitions its ``Result.checks`` entry covers: it passes only if it
+    passes for each of them, its metadata names the failing ones and a failing check has the
+    worst severity they ask for (entries of three items; ERROR for two, WARN for the tracking
+    check). A check no partition of the run has an entry for is not reported: Dagster shows
+    it skipped.
     """
     asset = context.asset_key.to_user_string()
+    config = lakehouse.config
     for result in results:
         result.described = describe(result.record, lakehouse.lake)
         result.tracking = tracker.log_partition(
-            lakehouse.config,
+            config,
+            tracked_run(context, config, result),
             asset=asset,
-            partition=str(result.key),
-            dagster_run_id=context.run_id,
-            code_version=CODE_VERSION,
             params=result.described.params,
             metrics=result.described.metrics,
             artifacts=result.described.artifacts,
         )
         if not result.tracking.ok:
             context.log.warning(f"{asset} {result.key}: {result.tracking.error}")
-    if len(results) == 1:
-        metadata = dict(results[0].described.metadata) | results[0].tracking.metadata()
-    else:
-        metadata = {"partitions": len(results), "summary": _summary_table(results)}
+        metadata = result.described.metadata | result.tracking.metadata()
+        if result.text is not None:
+            metadata["prompt_text"] = dg.MetadataValue.text(result.text)
+        context.add_asset_metadata(metadata, partition_key=str(result.key))
     checks = []
     for name in (*check_names, TRACKING_CHECK):
-        failing = [
-            str(r.key)
-            for r in results
-            if not (r.tracking.ok if name == TRACKING_CHECK else r.checks[name][0])
-        ]
+        if name == TRACKING_CHECK:
+            outcomes = {str(r.key): (r.tracking.ok, r.tracking.metadata()) for r in results}
+        else:
+            outcomes = {str(r.key): r.checks[name] for r in results if name in r.checks}
+        if not outcomes:
+            continue
+        failing = [key for key, outcome in outcomes.items() if not outcome[0]]
         details: dict[str, Any] = {"failing_partitions": failing}
-        if len(results) == 1:
-            details |= (
-                results[0].tracking.metadata()
-                if name == TRACKING_CHECK
-                else results[0].checks[name][1]
+        if len(outcomes) == 1:
+            details |= next(iter(outcomes.values()))[1]
+        else:
+            details["partitions"] = len(outcomes)
+        if len(outcomes) < len(results):
+            details["not_checked"] = dg.MetadataValue.json(
+                [str(r.key) for r in results if str(r.key) not in outcomes]
             )
-        severity = (
-            dg.AssetCheckSeverity.WARN
-            if name == TRACKING_CHECK
-            else _worst([_severity(r.checks[name]) for r in results if str(r.key) in failing])
-        )
-        if name != TRACKING_CHECK and len(results) > 1:
+        if name == TRACKING_CHECK:
+            severity = dg.AssetCheckSeverity.WARN
+        else:
+            severity = _worst([_severity(outcomes[key]) for key in failing])
             explicit = {
-                str(r.key): _severity(r.checks[name]).value
-                for r in results
-                if str(r.key) in failing and len(r.checks[name]) > 2
+                key: _severity(outcomes[key]).value
+                for key in failing
+                if len(outcomes[key]) > 2 and len(outcomes) > 1
             }
             if explicit:
                 details["severities"] = dg.MetadataValue.json(explicit)
@@ -203,14 +256,7 @@ def report(
                 check_name=name, passed=not failing, severity=severity, metadata=details
             )
         )
-    yield dg.MaterializeResult(metadata=metadata, check_results=checks)
-    if len(results) > 1:
-        for r in results:
-            yield dg.AssetMaterialization(
-                asset_key=context.asset_key,
-                partition=str(r.key),
-                metadata=r.described.metadata | r.tracking.metadata(),
-            )
+    yield dg.MaterializeResult(check_results=checks)
 
 
 def _severity(check: tuple) -> dg.AssetCheckSeverity:
@@ -221,19 +267,6 @@ def _worst(severities: list[dg.AssetCheckSeverity]) -> dg.AssetCheckSeverity:
     if not severities or dg.AssetCheckSeverity.ERROR in severities:
         return dg.AssetCheckSeverity.ERROR
     return dg.AssetCheckSeverity.WARN
-
-
-def _summary_table(results: list[Result]) -> dg.MetadataValue:
-    """One row per partition with its scalar metadata and its MLflow run."""
-    first = results[0].described.metadata
-    columns = [k for k, v in first.items() if isinstance(v, int | float | str)]
-    lines = ["| partition | " + " | ".join(columns) + " | mlflow |"]
-    lines.append("|" + "---|" * (len(columns) + 2))
-    for r in results:
-        cells = [_cell(r.described.metadata.get(c)) for c in columns]
-        status = r.tracking.run_id if r.tracking.ok else "FAILED"
-        lines.append(f"| {r.key} | " + " | ".join(cells) + f" | {status} |")
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 def _cell(value) -> str:

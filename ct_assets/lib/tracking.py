@@ -1,16 +1,22 @@
-"""MLflow tracking: one MLflow run per asset partition, never blocking the lake.
+"""MLflow tracking: one MLflow run per graph, never blocking the lake.
+
+A graph (model × prompt) materialized by a Dagster run gets one MLflow run that every asset of
+that graph logs into (attribution, pruning, scores, interventions, viewer files), so its
+scores sit next to the settings that made them and the runs table filters them by model,
+transcoders and thresholds. A model-level partition gets one run per model and Dagster run
+the same way. :class:`TrackedRun` names the run; each run carries the graph's identity params
+(model, transcoders, prompt text), the Dagster run id and a link back to it, and the experiment
+is marked as a classic machine-learning one, so MLflow's UI opens its runs table.
 
 A thin resource around ``MlflowClient`` (``dagster-mlflow`` is a legacy beta resource that
-leaves runs open). Each call leaves one finished run tagged with the Dagster run id, asset key,
-partition key and code version, and logs params, metrics and artifact files. Tracking runs
-after the lake is written; if MLflow is unreachable or slow the call gives up after
-``timeout_s`` and returns the error, which the asset reports in its metadata and in a failing
-check. Nothing hangs and nothing is lost silently.
+leaves runs open). Tracking runs after the lake is written; if MLflow is unreachable or slow
+the call gives up after ``timeout_s`` and returns the error, which the asset reports in its
+metadata and in a failing check. Nothing hangs and nothing is lost silently.
 
-A step that Dagster retries (its worker killed mid-step, say) runs again under the same Dagster
-run id, so each MLflow run carries the tag ``ct.run_key``, a digest of (Dagster run id, asset
-key, partition key): a retry finds the run its earlier attempt created, RUNNING or FAILED, and
-finishes that one instead of creating a second.
+The assets of one graph may run in separate processes (one step each, on Celery workers), and
+a step that Dagster retries runs again under the same Dagster run id, so each MLflow run
+carries the tag ``ct.run_key``, a digest of (Dagster run id, partition key): every step of the
+graph, and every retry, finds the run that the first one created and logs into it.
 """
 
 from __future__ import annotations
@@ -31,32 +37,56 @@ from ct_lake.config import LakehouseConfig
 
 TRACKING_CHECK = "mlflow_logged"
 RUN_KEY_TAG = "ct.run_key"
-# Set on a reused run whose params differ from its earlier attempt's (MLflow params are
-# immutable: the first values stay, this tag says which changed and how).
+# Set on a run when an asset or a retried step logs a param the run already holds with another
+# value (MLflow params are immutable: the first values stay, this tag says which and how).
 PARAM_CONFLICTS_TAG = "ct.param_conflicts"
 _PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
 
-def run_key(dagster_run_id: str, asset: str, partition: str | None) -> str:
-    """The ``ct.run_key`` tag of the MLflow run of ``asset``'s ``partition`` in a Dagster run:
-    32 hex characters of the SHA-256 of the three, the same in every attempt of the step."""
-    text = json.dumps([dagster_run_id, asset, partition or ""])
+# MLflow's UI shows an experiment of this kind as a runs table with params and metrics (its
+# classic machine-learning view) rather than as traces of a GenAI application.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def run_key(dagster_run_id: str, partition: str | None) -> str:
+    """The ``ct.run_key`` tag of the MLflow run of ``partition`` in a Dagster run: 32 hex
+    characters of the SHA-256 of the two, the same for every asset and attempt."""
+    text = json.dumps([dagster_run_id, partition or ""])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """The MLflow run of one partition of a Dagster run, which each of its assets logs into.
+
+    ``tags``: set when the run is created (the Dagster run id and link, the partition);
+    ``params``: what identifies the graph (model, transcoders, prompt text), logged with every
+    asset's own params so that a run made by any one asset carries them."""
+
+    key: str
+    name: str
+    tags: dict[str, str]
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class TrackingOutcome:
     """What happened to one MLflow log call. ``warning``: logged, but something the user
-    should see (params that changed since an earlier attempt of the step)."""
+    should see (params the run already held with other values)."""
 
     ok: bool
     run_id: str | None = None
+    url: str | None = None
     error: str | None = None
     warning: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         if self.ok:
-            found: dict[str, Any] = {"mlflow_run_id": self.run_id}
+            found: dict[str, Any] = {
+                "mlflow_run": dg.MetadataValue.url(self.url or ""),
+                "mlflow_run_id": self.run_id,
+            }
             if self.warning:
                 found["mlflow_warning"] = dg.MetadataValue.text(self.warning)
             return found
@@ -87,36 +117,45 @@ class MlflowTracker(dg.ConfigurableResource):
         artifacts = config.base / "dagster_home" / "mlartifacts"
         return uri, experiment, timeout, artifacts
 
+    def ui_url(self, config: LakehouseConfig) -> str:
+        """Where MLflow's UI shows the runs: the config's, or this resource's tracking server."""
+        if self.tracking_uri and self.tracking_uri.startswith(("http://", "https://")):
+            return config.mlflow.ui_url or self.tracking_uri.rstrip("/")
+        return config.mlflow_ui_url
+
     def log_partition(
         self,
         config: LakehouseConfig,
+        run: TrackedRun,
         *,
         asset: str,
-        partition: str | None,
-        dagster_run_id: str,
-        code_version: str,
         params: dict[str, Any],
         metrics: dict[str, float],
         artifacts: list[Path] = (),
     ) -> TrackingOutcome:
-        """Leave one finished MLflow run for (``dagster_run_id``, ``asset``, ``partition``):
-        the run an earlier attempt of the step created, else a new one. Never raises and never
-        waits past the timeout."""
+        """Log ``asset``'s params, metrics and artifacts into ``run`` (created by the first
+        asset of the partition to log, found by its key by the others) and leave it finished.
+        Never raises and never waits past the timeout."""
         uri, experiment, timeout, artifact_root = self._settings(config)
-        tags = {
-            "dagster.run_id": dagster_run_id,
-            "dagster.asset_key": asset,
-            "dagster.partition_key": partition or "",
-            "dagster.code_version": code_version,
-            RUN_KEY_TAG: run_key(dagster_run_id, asset, partition),
-        }
+        tags = {**run.tags, RUN_KEY_TAG: run.key, f"ct.asset.{asset}": "logged"}
+        params = {**run.params, **params}
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         future = pool.submit(
-            _log, uri, experiment, artifact_root, timeout, tags, params, metrics, artifacts
+            _log,
+            uri,
+            experiment,
+            artifact_root,
+            timeout,
+            run.name,
+            tags,
+            params,
+            metrics,
+            artifacts,
         )
         try:
-            run_id, warning = future.result(timeout=timeout)
-            return TrackingOutcome(ok=True, run_id=run_id, warning=warning)
+            experiment_id, run_id, warning = future.result(timeout=timeout)
+            url = f"{self.ui_url(config)}/#/experiments/{experiment_id}/runs/{run_id}"
+            return TrackingOutcome(ok=True, run_id=run_id, url=url, warning=warning)
         except concurrent.futures.TimeoutError:
             return TrackingOutcome(ok=False, error=f"MLflow at {uri} did not answer in {timeout}s")
         except Exception as err:  # any tracking failure is reported, not raised
@@ -126,11 +165,11 @@ class MlflowTracker(dg.ConfigurableResource):
 
 
 def _log(
-    uri, experiment, artifact_root, timeout, tags, params, metrics, artifacts
-) -> tuple[str, str | None]:
+    uri, experiment, artifact_root, timeout, run_name, tags, params, metrics, artifacts
+) -> tuple[str, str, str | None]:
     """Log to the run tagged ``tags[RUN_KEY_TAG]`` (created when none exists) and finish it;
-    returns ``(run_id, warning)``, the warning naming params an earlier attempt set
-    differently."""
+    returns ``(experiment_id, run_id, warning)``, the warning naming params that the run
+    already holds with other values (MLflow params are immutable: the first values stay)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout)))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
@@ -143,11 +182,17 @@ def _log(
     if found is None:
         location = artifact_root.as_uri() if uri.startswith("sqlite") else None
         try:
-            experiment_id = client.create_experiment(experiment, artifact_location=location)
+            experiment_id = client.create_experiment(
+                experiment,
+                artifact_location=location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
         except MlflowException:  # created meanwhile by a parallel step
             experiment_id = client.get_experiment_by_name(experiment).experiment_id
     else:
         experiment_id = found.experiment_id
+        if EXPERIMENT_KIND_TAG not in found.tags:  # an experiment made before runs were tracked
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     wanted = {k: str(v)[:_PARAM_LENGTH] for k, v in params.items()}
     earlier = client.search_runs(
         [experiment_id],
@@ -156,21 +201,20 @@ def _log(
         order_by=["attributes.start_time ASC"],
     )
     new_tags, warning = [], None
-    if earlier:  # an earlier attempt of this step: finish its run
+    if earlier:  # another asset of the partition, or an earlier attempt of this step
         run = earlier[0]
         run_id, logged = run.info.run_id, run.data.params
         changed = {k: (logged[k], v) for k, v in wanted.items() if k in logged and logged[k] != v}
         wanted = {k: v for k, v in wanted.items() if k not in logged}
         new_tags = [RunTag(k, v) for k, v in tags.items() if run.data.tags.get(k) != v]
+        if run.info.run_name != run_name:  # made by hand, or by an attempt of another version
+            new_tags.append(RunTag("mlflow.runName", run_name))
         if changed:
-            warning = "params changed since an earlier attempt, kept the first values: " + (
+            warning = "params already logged with other values, kept the first: " + (
                 "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
             )
             new_tags.append(RunTag(PARAM_CONFLICTS_TAG, warning[:_PARAM_LENGTH]))
     else:
-        run_name = tags["dagster.asset_key"] + (
-            f" {tags['dagster.partition_key']}" if tags["dagster.partition_key"] else ""
-        )
         run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
     now_ms = int(time.time() * 1000)
     try:
@@ -190,4 +234,4 @@ def _log(
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
-    return run_id, warning
+    return experiment_id, run_id, warning

@@ -92,17 +92,32 @@ def _baseline_file(lake, prompt):
 # -- on the lake, in order -----------------------------------------------------------------
 
 
-def test_before_baselines_the_check_passes_with_a_note(lake):
+def _golden_check_record(lake):
+    """The latest execution record of ``golden_drift`` in the instance."""
+    key = dg.AssetCheckKey(dg.AssetKey("graph_scores"), "golden_drift")
+    [record] = lake.instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+    return record
+
+
+def test_before_baselines_the_check_is_skipped(lake):
+    """Nothing compared, nothing passed: the run planned the check and reported no result,
+    which Dagster shows as skipped (a planned check of a finished, successful run)."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
     from ct_lake.lake import Lake
 
-    [evaluation] = _golden_evaluations(lake.instance, lake.runs)
-    assert evaluation.passed
+    assert _golden_evaluations(lake.instance, lake.runs) == []
+    record = _golden_check_record(lake)
+    assert record.status == AssetCheckExecutionRecordStatus.PLANNED
+    assert record.run_id in lake.runs and lake.instance.get_run_by_id(record.run_id).is_success
     severity, details = golden.golden_check(lake.config, Lake(lake.config.lake), min(GOLDEN_KEYS))
-    assert severity == golden.PASS and "no baseline yet" in details["note"]
+    assert severity == golden.SKIP and "no baseline yet" in details["note"]
     severity, details = golden.golden_check(
         lake.config, Lake(lake.config.lake), multi_key("tiny", "p_000000000000")
     )
-    assert severity == golden.PASS and not details["golden"]
+    assert severity == golden.SKIP and not details["golden"]
     assert "not in the golden set" in details["note"]
 
 

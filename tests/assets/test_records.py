@@ -56,7 +56,7 @@ def test_a_record_becomes_metadata_params_and_metrics(tmp_path):
         k: getattr(v, "value", getattr(v, "data", getattr(v, "path", v)))
         for k, v in shown.metadata.items()
     }
-    assert meta["prompt"] == "The capital of Texas is" and meta["model"] == "org/tiny"
+    assert meta["prompt_text"] == "The capital of Texas is" and meta["model"] == "org/tiny"
     assert meta["n_edges"] == 1234 and meta["top_target"] == " Austin"
     assert meta["max_feature_nodes"] == 200
     assert meta["timings_s"] == {"forward": 1.5, "load_model": 0.25}
@@ -69,7 +69,7 @@ def test_a_record_becomes_metadata_params_and_metrics(tmp_path):
     assert not {"dagster_run_id", "created_at", "peak_memory_mb", "text"} & set(meta)
 
     assert shown.params == {
-        "prompt": "The capital of Texas is",
+        "prompt_text": "The capital of Texas is",
         "model": "org/tiny",
         "max_feature_nodes": 200,
         "targets": " Austin,  Dallas",

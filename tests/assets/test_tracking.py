@@ -1,6 +1,7 @@
-"""MLflow tracking: one finished run per (Dagster run, asset, partition), also when a step is
-retried after its worker died; and MLflow down: the lake is still written, the failure shows in
-metadata and a failed check, and nothing hangs."""
+"""MLflow tracking: one finished run per (Dagster run, partition) that every asset of the
+partition logs into, also when a step is retried after its worker died; the experiment opens
+in MLflow's machine-learning view; and MLflow down: the lake is still written, the failure
+shows in metadata and a failed check, and nothing hangs."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ import yaml
 from ct_assets.lib.context import multi_key
 from ct_assets.lib.resources import lakehouse_resources
 from ct_assets.lib.tracking import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     PARAM_CONFLICTS_TAG,
     RUN_KEY_TAG,
     MlflowTracker,
+    TrackedRun,
     TrackingOutcome,
     run_key,
 )
@@ -57,16 +61,23 @@ def _config(folder: Path, tracking_uri: str, monkeypatch) -> LakehouseConfig:
     return load_config(path)
 
 
-def _log(config, artifact: Path, *, run="dagster-run-1", partition="toy|p_1", **changes):
+def _tracked(run: str, partition: str) -> TrackedRun:
+    tags = {"dagster.run_id": run, "dagster.partition_key": partition}
+    return TrackedRun(run_key(run, partition), f"toy · {partition}", tags, {"model": "toy-world"})
+
+
+def _log(
+    config,
+    artifact: Path,
+    *,
+    run="dagster-run-1",
+    partition="toy|p_1",
+    asset="attribution_graph",
+    **changes,
+):
     values = dict(params=PARAMS, metrics={"n_edges": 10.0, "time_s": 1.5}) | changes
     return MlflowTracker().log_partition(
-        config,
-        asset="attribution_graph",
-        partition=partition,
-        dagster_run_id=run,
-        code_version="v1",
-        artifacts=[artifact],
-        **values,
+        config, _tracked(run, partition), asset=asset, artifacts=[artifact], **values
     )
 
 
@@ -99,8 +110,9 @@ def _assert_one_finished_run(config, outcomes: list[TrackingOutcome], metrics: d
     assert run.info.status == "FINISHED"
     assert run.data.metrics == metrics  # the latest attempt's values
     assert run.data.params == {"model": "toy-world", "batch_size": "64"}
-    assert run.data.tags[RUN_KEY_TAG] == run_key("dagster-run-1", "attribution_graph", "toy|p_1")
+    assert run.data.tags[RUN_KEY_TAG] == run_key("dagster-run-1", "toy|p_1")
     assert run.data.tags["dagster.partition_key"] == "toy|p_1"
+    assert run.info.run_name == "toy · toy|p_1"
     client = MlflowClient(tracking_uri=config.tracking_uri)
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["graph.json"]
 
@@ -121,7 +133,7 @@ def _killed_attempt(config, params: dict) -> str:
     experiment_id = client.create_experiment(
         EXPERIMENT, artifact_location=(config.base / "killed-artifacts").as_uri()
     )
-    key = run_key("dagster-run-1", "attribution_graph", "toy|p_1")
+    key = run_key("dagster-run-1", "toy|p_1")
     run = client.create_run(experiment_id, tags={RUN_KEY_TAG: key})
     for name, value in params.items():
         client.log_param(run.info.run_id, name, value)
@@ -168,9 +180,66 @@ def test_other_partitions_and_dagster_runs_get_their_own_runs(sqlite_config, art
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
+def test_every_asset_of_a_graph_logs_into_its_one_run(sqlite_config, artifact):
+    attribution = _log(sqlite_config, artifact)
+    scores = _log(
+        sqlite_config,
+        artifact,
+        asset="graph_scores",
+        params={"node_threshold": 0.8},
+        metrics={"replacement_score": 0.7},
+    )
+    assert attribution.run_id == scores.run_id and scores.warning is None
+    [run] = _runs(sqlite_config)
+    # the scores sit next to the settings that made them: filterable in the runs table
+    assert run.data.params == {"model": "toy-world", "batch_size": "64", "node_threshold": "0.8"}
+    assert run.data.metrics == {"n_edges": 10.0, "time_s": 1.5, "replacement_score": 0.7}
+    assert run.data.tags["ct.asset.attribution_graph"] == "logged"
+    assert run.data.tags["ct.asset.graph_scores"] == "logged"
+    assert scores.url == (
+        f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    )
+    assert scores.metadata()["mlflow_run"].value == scores.url
+
+
+def test_the_experiment_opens_in_the_machine_learning_view(sqlite_config, artifact):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=sqlite_config.tracking_uri)
+    _log(sqlite_config, artifact)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND == "custom_model_development"
+    # an experiment made before (by hand, or by an older version) gets the kind too
+    client.delete_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG)
+    _log(sqlite_config, artifact, run="dagster-run-2")
+    assert client.get_experiment_by_name(EXPERIMENT).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+
+
+def test_the_ui_links_follow_the_config(tmp_path, monkeypatch):
+    config = _config(tmp_path, "sqlite:///mlflow.db", monkeypatch)
+    monkeypatch.delenv("CT_DAGSTER_URL", raising=False)
+    assert config.mlflow_ui_url == "http://127.0.0.1:5000"
+    assert config.dagster_url == "http://127.0.0.1:3000"
+    monkeypatch.setenv("CT_DAGSTER_URL", "http://dagster.lab:3000/")
+    assert config.dagster_url == "http://dagster.lab:3000"
+    server = _config(tmp_path, "http://mlflow.lab:5000", monkeypatch)
+    assert server.mlflow_ui_url == "http://mlflow.lab:5000"  # the tracking server is its UI
+    raw = yaml.safe_load(server.path.read_text())
+    raw["mlflow"]["ui_url"] = "https://mlflow.example.org/"
+    raw["dagster_ui_url"] = "https://dagster.example.org"
+    server.path.write_text(yaml.safe_dump(raw))
+    explicit = load_config(server.path)
+    assert explicit.mlflow_ui_url == "https://mlflow.example.org"
+    assert explicit.dagster_url == "https://dagster.example.org"
+    raw["dagster_ui_url"] = "dagster.example.org"
+    server.path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="dagster_ui_url"):
+        load_config(server.path)
+
+
 def test_the_run_key_is_the_same_in_another_process():
     """A retried step may run on another worker: its key must not depend on the process."""
-    script = "from ct_assets.lib.tracking import run_key; print(run_key('r', 'a', 'toy|p_1'))"
+    script = "from ct_assets.lib.tracking import run_key; print(run_key('r', 'toy|p_1'))"
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -178,10 +247,10 @@ def test_the_run_key_is_the_same_in_another_process():
         env={**os.environ, "PYTHONHASHSEED": "123"},
         check=True,
     )
-    assert done.stdout.strip() == run_key("r", "a", "toy|p_1")
-    assert run_key("r", "a", "toy|p_1") != run_key("r", "a", "toy|p_2")
-    assert run_key("r", "a", None) == run_key("r", "a", "")  # an unpartitioned asset
-    assert run_key("r|a", "", "") != run_key("r", "a|", "")  # fields do not run together
+    assert done.stdout.strip() == run_key("r", "toy|p_1")
+    assert run_key("r", "toy|p_1") != run_key("r", "toy|p_2")
+    assert run_key("r", None) == run_key("r", "")  # an unpartitioned asset
+    assert run_key("r|", "") != run_key("r", "|")  # fields do not run together
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ ORDER BY n_graphs DESC, max_influence DESC, n.layer, n.feature
 )
 def feature_census(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tracker: MlflowTracker
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[dg.MaterializeResult]:
     """Per model, across all its graphs: each feature's number of graphs, mean and max
     influence, and the tokens it sits on (table ``feature_census``)."""
     from ct_lake.catalog import connect

@@ -32,7 +32,7 @@ def feature_dashboards(
     lakehouse: LakehouseResource,
     engine: EngineResource,
     tracker: MlflowTracker,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Every transcoder feature's activation statistics, example contexts, output logits and
     label, from one pass over the model's ``feature_corpus`` (tables ``feature_stats``,
     ``feature_examples``, ``feature_logits``; circuit-tracer's feature files). The view

@@ -54,7 +54,7 @@ def upsert_index(lake, model: str, entry: dict) -> None:
 )
 def graph_files(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tracker: MlflowTracker
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[dg.MaterializeResult]:
     """``<slug>.json`` for the viewer, pruned with the configured thresholds, plus the slug's
     entry in the model's ``graph-metadata.json`` (updated under a file lock, as parallel steps
     share it)."""
@@ -96,5 +96,5 @@ def graph_files(
         )
         records.store(p.lake, record)
         upsert_index(p.lake, p.keys["model"], document["metadata"])
-        results.append(Result(p.key, record))
+        results.append(Result(p.key, record, text=p.text))
     yield from report(context, lakehouse, tracker, results)

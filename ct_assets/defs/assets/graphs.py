@@ -51,7 +51,7 @@ def attribution_graph(
     lakehouse: LakehouseResource,
     engine: EngineResource,
     tracker: MlflowTracker,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[dg.MaterializeResult]:
     """The attribution graph of the prompt on the model's replacement model.
 
     Tables ``nodes``, ``edges`` (sparse: target, source, weight; no zeros), ``logit_targets``,
@@ -73,7 +73,7 @@ def attribution_graph(
             desired_logit_prob=settings.desired_logit_prob,
             batch_size=p.entry.batch_size,
             max_feature_nodes=settings.max_feature_nodes,
-            verbose=True,
+            verbose=engine.verbose,
         )
         # Stored sparsely: the edges are a small share of the N × N entries.
         graph.adjacency_matrix = graph.adjacency_matrix.to_sparse_coo().coalesce()
@@ -95,7 +95,7 @@ def attribution_graph(
             )
             records.store(p.lake, record)
         remember_graph(p.lake.local_file(GRAPHS, GRAPH_FILE, **p.keys), graph)
-        results.append(Result(p.key, record))
+        results.append(Result(p.key, record, text=p.text))
     yield from report(context, lakehouse, tracker, results)
 
 
@@ -108,7 +108,7 @@ def attribution_graph(
 )
 def pruned_graph(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tracker: MlflowTracker
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[dg.MaterializeResult]:
     """The graph pruned by node and edge influence: tables ``pruned_nodes`` (node mask and
     cumulative influence share) and ``pruned_edges`` (kept edges), plus a picture."""
     from ct_engine.graph import prune_graph
@@ -126,7 +126,7 @@ def pruned_graph(
             )
             record = records.pruned_record(p.keys, graph, pruned, weights, settings, picture)
             records.store(p.lake, record)
-        results.append(Result(p.key, record))
+        results.append(Result(p.key, record, text=p.text))
     yield from report(context, lakehouse, tracker, results)
 
 
@@ -134,47 +134,67 @@ GOLDEN_CHECK = "golden_drift"
 _GOLDEN_SEVERITY = {"warn": dg.AssetCheckSeverity.WARN, "error": dg.AssetCheckSeverity.ERROR}
 
 
-def _golden_drift(p) -> tuple:
-    """The ``golden_drift`` check of one partition: ``(passed, metadata, severity)``.
+def _golden_drift(p) -> dict[str, tuple]:
+    """The ``golden_drift`` check of one partition: ``{GOLDEN_CHECK: (passed, metadata,
+    severity)}``, or nothing for a partition outside the golden set or without a baseline
+    (not compared: Dagster shows the check skipped, so that passed means compared).
 
     Compares the partition's graph (as the lake now holds it) with its baseline in
-    ``ct_assets/golden/baselines/``; thresholds in :mod:`ct_assets.lib.golden`. Passes, with a
-    note, for partitions outside the golden set or without a baseline. A golden set or
-    baseline that cannot be read fails the check (ERROR) rather than the asset.
+    ``ct_assets/golden/baselines/``; thresholds in :mod:`ct_assets.lib.golden`. A golden set
+    or baseline that cannot be read fails the check (ERROR) rather than the asset.
     """
-    from ct_assets.lib.golden import golden_check
+    from ct_assets.lib.golden import SKIP, golden_check
 
     try:
         severity, details = golden_check(p.config, p.lake, p.key)
     except (ValueError, OSError, KeyError) as err:
         severity, details = "error", {"error": f"{type(err).__name__}: {err}"}
+    if severity == SKIP:
+        return {}
     metadata = {
         k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in details.items()
     }
-    return severity == "pass", metadata, _GOLDEN_SEVERITY.get(severity)
+    return {GOLDEN_CHECK: (severity == "pass", metadata, _GOLDEN_SEVERITY.get(severity))}
 
 
-@dg.asset(
-    **_COMMON,
+_SCORES_DOC = """Replacement and completeness scores of the graph, unpruned and pruned (pruned
+features folded into error nodes), and the share of influence that ends in error nodes. Table
+``scores`` holds the latest; ``score_history`` keeps every run's."""
+
+
+# A multi-asset of one asset only for ``can_subset``: it makes the check outputs optional, so
+# that a run whose prompts are all outside the golden set reports no ``golden_drift`` result
+# and Dagster shows the check skipped (``@dg.asset`` requires every check's result).
+@dg.multi_asset(
+    name="graph_scores",
+    specs=[
+        dg.AssetSpec(
+            "graph_scores",
+            deps=["pruned_graph"],
+            kinds={"pytorch", "parquet"},
+            group_name=_COMMON["group_name"],
+            description=_SCORES_DOC,
+        )
+    ],
+    partitions_def=_COMMON["partitions_def"],
+    backfill_policy=_COMMON["backfill_policy"],
     op_tags=step_tags(CPU_QUEUE),
-    kinds={"pytorch", "parquet"},
-    deps=["pruned_graph"],
+    can_subset=True,
     check_specs=[
         tracking_check_spec("graph_scores"),
         dg.AssetCheckSpec(
             GOLDEN_CHECK,
             asset="graph_scores",
             description="the graph agrees with its golden baseline (ct_assets/golden/): "
-            "WARN on small drift, ERROR on large; passes outside the golden set",
+            "WARN on small drift, ERROR on large; skipped for prompts outside the golden set "
+            "or without a baseline",
         ),
     ],
 )
 def graph_scores(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tracker: MlflowTracker
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """Replacement and completeness scores of the graph, unpruned and pruned (pruned features
-    folded into error nodes), and the share of influence that ends in error nodes. Table
-    ``scores`` holds the latest; ``score_history`` keeps every run's."""
+) -> Iterator[dg.MaterializeResult]:
+    """The scores of each graph (see ``_SCORES_DOC``)."""
     from ct_engine.graph import compute_graph_scores, compute_pruned_graph_scores
 
     results = []
@@ -192,5 +212,5 @@ def graph_scores(
             p.keys, graph, scores, influence, kept, n_edges_kept, p.config.pruning, context.run_id
         )
         records.store(p.lake, record)
-        results.append(Result(p.key, record, checks={GOLDEN_CHECK: _golden_drift(p)}))
+        results.append(Result(p.key, record, checks=_golden_drift(p), text=p.text))
     yield from report(context, lakehouse, tracker, results, check_names=(GOLDEN_CHECK,))

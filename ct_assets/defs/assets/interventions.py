@@ -47,7 +47,7 @@ def intervention_results(
     lakehouse: LakehouseResource,
     engine: EngineResource,
     tracker: MlflowTracker,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[dg.MaterializeResult]:
     """Ablate each of the pruned graph's top features (by influence) and record, for the top
     targets, the effect the graph predicts (``−A[target, feature]``), the direct effect
     observed with every layer frozen (must equal the prediction), and the total effect observed
@@ -62,7 +62,7 @@ def intervention_results(
         record = records.interventions_record(p.keys, rows, p.config.interventions, worst)
         records.store(p.lake, record)
         check = (worst <= ATOL, {"max_excess_error": worst, "atol": ATOL, "rtol": RTOL})
-        results.append(Result(p.key, record, checks={DIRECT_CHECK: check}))
+        results.append(Result(p.key, record, checks={DIRECT_CHECK: check}, text=p.text))
     yield from report(context, lakehouse, tracker, results, check_names=(DIRECT_CHECK,))
 
 

@@ -29,7 +29,7 @@ _COMMON = dict(
 )
 def transcoder_cache(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tracker: MlflowTracker
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[dg.MaterializeResult]:
     """The model's transcoder set converted into our local cache format (safetensors and
     ``config.yaml``) under the lake, so every later step loads it locally and lazily."""
     from ct_engine.transcoders import load_transcoders, save_transcoders
@@ -66,7 +66,7 @@ def transcoder_quality(
     lakehouse: LakehouseResource,
     engine: EngineResource,
     tracker: MlflowTracker,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[dg.MaterializeResult]:
     """Reconstruction, sparsity and fidelity of the transcoders on a token sample, per layer
     (table ``transcoder_quality``, long format) with a per-layer plot."""
     from ct_engine.metrics import DEFAULT_TEXTS, evaluate_transcoders, token_sample_from_texts
@@ -81,7 +81,7 @@ def transcoder_quality(
         if entry.eval_texts:
             texts = (config.path.parent / entry.eval_texts).read_text().splitlines()
         sample = token_sample_from_texts(model, texts, n_tokens=entry.eval_tokens)
-        metrics = evaluate_transcoders(model, sample, batch_size=8, progress=True)
+        metrics = evaluate_transcoders(model, sample, batch_size=8, progress=engine.verbose)
         evaluated = cached_transcoders(lake, model_key) or entry.transcoders
         with tempfile.TemporaryDirectory() as scratch:
             picture = Path(scratch) / "transcoder_quality.png"
