@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml scripts/ensure_browser.sh
 
 demo: setup
 	$(BIN)/ct demo --verbose
-	$(BIN)/ct materialize
+	$(BIN)/ct materialize --golden
 
 lint: setup
 	$(BIN)/ruff format --check .

@@ -7,7 +7,21 @@ from pathlib import Path
 
 from ct_lake.commands._common import add_config_flag
 
-__all__ = ["add_config_flag", "load"]
+__all__ = ["INSTANCE_SETTINGS", "add_config_flag", "load"]
+
+# The settings of a new local Dagster home (the repo's dagster_home/dagster.yaml has the same,
+# with comments): offline, and one slot per pool ("gpu": one model on the accelerator at a
+# time; "duckdb_writer": one writer of a .duckdb file).
+INSTANCE_SETTINGS = """\
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+  pools:
+    default_limit: 1
+    granularity: op
+"""
 
 
 def load(args):
@@ -26,6 +40,9 @@ def load(args):
     if profile == "local":
         home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.base / "dagster_home")))
         home.mkdir(parents=True, exist_ok=True)
+        settings = home / "dagster.yaml"
+        if not settings.exists():  # without one Dagster prints a notice and a telemetry banner
+            settings.write_text(INSTANCE_SETTINGS)
     else:
         os.environ.setdefault("DAGSTER_HOME", str(profile_home(profile)))
     if profile == "team":

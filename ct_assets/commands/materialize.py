@@ -1,8 +1,10 @@
 """``ct materialize``: the whole asset graph for a model and a prompt set.
 
-In the ``local`` profile the runs execute in this process; in ``team`` they are submitted to
-the Dagster webserver (``$CT_DAGSTER_URL``), queued, and their steps run on the Celery
-workers; the command waits for them.
+In the ``local`` profile the runs execute in this process, with a progress bar over asset
+partitions (Dagster's own log and the engine's progress with ``--verbose``), and end with a
+table of the graphs; in ``team`` they are submitted to the Dagster webserver
+(``$CT_DAGSTER_URL``), queued, and their steps run on the Celery workers; the command waits
+for them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--prompts-file", help="also one prompt per line of this file (blank lines skipped)"
     )
     p.add_argument(
+        "--golden",
+        action="store_true",
+        help="also the golden set's prompts of the model (so that golden_drift compares them)",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Dagster's event log and the engine's progress instead of one progress bar",
+    )
+    p.add_argument(
         "--partitions-per-run",
         type=int,
         default=5,
@@ -39,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config, instance = load(args)
         from ct_assets.lib.profiles import current_profile
-        from ct_assets.lib.runner import materialize, materialize_on_workers
+        from ct_assets.lib.runner import materialize_on_workers
 
         model = args.model or config.models[0].name
         config.model(model)
@@ -53,13 +65,18 @@ def run(args: argparse.Namespace) -> int:
         prompts = [t for s in sets for t in config.prompt_sets[s]]
         prompts += _read_prompts(args.prompts_file) if args.prompts_file else []
         prompts += args.prompt or []
+        if args.golden:
+            from ct_assets.lib.golden import load_golden
+
+            prompts += [cell.prompt for cell in load_golden(config, model)]
+        prompts = list(dict.fromkeys(prompts))
         if not prompts:
             raise ValueError("no prompts: add a prompt set to the config or pass --prompt")
         if args.partitions_per_run < 1:
             raise ValueError("--partitions-per-run must be at least 1")
         start = time.perf_counter()
         if current_profile() == "local":
-            summary = materialize(config, model, prompts, instance, raise_on_error=False)
+            summary = _materialize_here(config, model, prompts, instance, verbose=args.verbose)
         else:
             summary = materialize_on_workers(
                 config,
@@ -75,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     elapsed = time.perf_counter() - start
     status = "done" if summary.success else "FAILED (see the Dagster UI for the failing step)"
+    if current_profile() == "local":
+        print(graphs_table(config, model, prompts))
     print(f"\n{status}: {len(summary.partition_keys)} graphs of {model} in {elapsed:.1f} s")
     print(f"lake: {config.lake}")
     if current_profile() != "local":
@@ -88,6 +107,111 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary.success else 1
 
 
+def _materialize_here(config, model: str, prompts: list[str], instance, *, verbose: bool):
+    """:func:`ct_assets.lib.runner.materialize` in this process, under a progress bar over the
+    asset partitions it stores (Dagster's event log and the engine's own progress instead
+    with ``verbose``)."""
+    from tqdm.auto import tqdm
+
+    from ct_assets.lib.context import model_prompt
+    from ct_assets.lib.resources import EngineResource
+    from ct_assets.lib.runner import materialize, planned_steps, project_definitions
+    from ct_assets.lib.steps import short_prompt
+    from ct_lake.keys import prompt_key
+
+    if verbose:
+        return materialize(config, model, prompts, instance, raise_on_error=False)
+    _quiet_libraries()
+    texts = {prompt_key(text): text for text in prompts}
+    bar = tqdm(
+        total=planned_steps(project_definitions(), len(texts)),
+        desc=f"materialize {model}",
+        unit="asset",
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+    def stored(asset: str, partition: str | None) -> None:
+        about = ""
+        if partition and "|" in partition:
+            about = " · " + short_prompt(texts.get(model_prompt(partition)[1], ""), 32)
+        bar.set_postfix_str(asset + about, refresh=False)
+        bar.update(1)
+
+    try:
+        return materialize(
+            config,
+            model,
+            prompts,
+            instance,
+            raise_on_error=False,
+            engine=EngineResource(verbose=False),
+            on_materialized=stored,
+            quiet=True,
+        )
+    finally:
+        bar.close()
+
+
+def _quiet_libraries() -> None:
+    """Progress bars and INFO lines of the libraries under the assets, which would break the
+    progress bar's line: the model loader's bars, MLflow's database setup notes."""
+    import os
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+
+
+_COLUMNS = (
+    ("prompt_text", "prompt", 44),
+    ("top_target", "top target", 12),
+    ("replacement_score", "replacement", 11),
+    ("completeness_score", "completeness", 12),
+    ("pruned_replacement_score", "pruned repl.", 12),
+    ("n_nodes_kept", "nodes kept", 10),
+    ("total_s", "attribution s", 13),
+)
+
+
+def graphs_table(config, model: str, prompts: list[str]) -> str:
+    """The graphs of ``prompts`` as the lake now holds them: one line each (prompt, top
+    target, scores, kept nodes, attribution time); a prompt without a graph shows a dash."""
+    from ct_assets.lib.steps import short_prompt
+    from ct_lake.catalog import connect
+    from ct_lake.keys import prompt_key
+
+    keys = [prompt_key(text) for text in prompts]
+    columns = ", ".join(c for c, _, _ in _COLUMNS)
+    try:
+        con = connect(config.lake)
+        rows = con.execute(
+            f"SELECT prompt, {columns} FROM graph_overview WHERE model = ?", [model]
+        ).fetchall()
+    except Exception as err:  # the table is a summary: a lake that cannot be read says why
+        return f"(no table of the graphs: {type(err).__name__}: {err})"
+    found = {row[0]: row[1:] for row in rows}
+    lines = ["  ".join(f"{title:<{width}}" for _, title, width in _COLUMNS).rstrip()]
+    for key, text in zip(keys, prompts, strict=True):
+        values = found.get(key)
+        cells = [short_prompt(text, _COLUMNS[0][2])]
+        for i, (_, _, width) in enumerate(_COLUMNS[1:], start=1):
+            value = None if values is None else values[i]
+            cells.append(_cell(value, width))
+        widths = [w for _, _, w in _COLUMNS]
+        lines.append("  ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _cell(value, width: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)[:width]
+
+
 def _read_prompts(path: str) -> list[str]:
     try:
         lines = open(path, encoding="utf-8").read().splitlines()  # noqa: SIM115
@@ -99,7 +223,9 @@ def _read_prompts(path: str) -> list[str]:
 def _dagster_url() -> str:
     import os
 
-    url = os.environ.get("CT_DAGSTER_URL")
+    from ct_lake.config import DAGSTER_URL_ENV
+
+    url = os.environ.get(DAGSTER_URL_ENV)
     if not url:
-        raise ValueError("set CT_DAGSTER_URL to the Dagster webserver (scripts/services.sh up)")
+        raise ValueError(f"set {DAGSTER_URL_ENV} to the Dagster webserver (scripts/services.sh up)")
     return url

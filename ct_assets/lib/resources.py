@@ -50,9 +50,12 @@ class LakehouseResource(dg.ConfigurableResource):
 class EngineResource(dg.ConfigurableResource):
     """Loads ``ct_engine`` replacement models through the cache this resource holds.
 
-    ``device`` overrides every model entry's device (e.g. ``cpu`` on a GPU machine)."""
+    ``device`` overrides every model entry's device (e.g. ``cpu`` on a GPU machine);
+    ``verbose``: the engine's progress bars and phase timings in the step's output (what the
+    Dagster UI shows in a step's logs; ``ct materialize`` turns them off for its own bar)."""
 
     device: str | None = None
+    verbose: bool = True
 
     _models: ModelCache = PrivateAttr(default_factory=ModelCache)
 

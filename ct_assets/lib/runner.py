@@ -3,14 +3,19 @@
 ``ct materialize`` and the tests use this: it registers the prompts, then runs the project's
 own jobs (``ct_assets/defs/jobs.py``): ``model_job`` for the model, ``graph_job`` once per
 contiguous range of the prompt partitions (one run over a partition range: the model loads
-once) and ``census_job``. Every run is recorded in the Dagster instance (it shows in the UI)
-and gets the same engine resource, so the model loads once per process.
+once) and ``census_job``. Every run is recorded in the Dagster instance (it shows in the UI,
+tagged with the model and its prompts: :func:`run_tags`) and gets the same engine resource,
+so the model loads once per process. A watcher reads each run's materializations from the
+instance as they are stored, for a progress bar.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -23,6 +28,14 @@ from ct_lake.prompts import register_prompts
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+# Run tags that say what a run is about in the Dagster UI's runs list (keys stay p_<hash>).
+MODEL_TAG = "ct/model"
+PROMPTS_TAG = "ct/prompts"  # how many prompts the run covers
+PROMPT_TAG = "ct/prompt"  # the first prompt's text, shortened
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+# (asset key, partition key) of each materialization, as the watcher hears of it
+OnMaterialized = Callable[[str, str | None], None]
 
 
 @dataclass
@@ -53,6 +66,70 @@ def project_definitions() -> dg.Definitions:
     return defs()
 
 
+def run_tags(model: str, texts: list[str]) -> dict[str, str]:
+    """The tags of a run over ``texts`` (prompt texts) of ``model``; none for the prompts of a
+    model-level run (``texts`` empty)."""
+    tags = {MODEL_TAG: model}
+    if texts:
+        first = " ".join(texts[0].split())
+        more = f" (+{len(texts) - 1} more)" if len(texts) > 1 else ""
+        tags |= {PROMPTS_TAG: str(len(texts)), PROMPT_TAG: first[:200] + more}
+    return tags
+
+
+def job_steps(definitions: dg.Definitions, job: str) -> int:
+    """How many assets ``job`` materializes per partition."""
+    return len(definitions.resolve_job_def(job).asset_layer.executable_asset_keys)
+
+
+def planned_steps(
+    definitions: dg.Definitions, n_prompts: int, *, with_model_assets: bool = True
+) -> int:
+    """How many asset partitions :func:`materialize` stores for ``n_prompts`` prompts."""
+    model = job_steps(definitions, "model_job") if with_model_assets else 0
+    return (
+        model
+        + n_prompts * job_steps(definitions, "graph_job")
+        + job_steps(definitions, "census_job")
+    )
+
+
+class _Watcher:
+    """Reads a run's materializations from the instance as they are stored and hands each to
+    ``on_materialized``, from a thread, until :meth:`stop`."""
+
+    def __init__(
+        self, instance: dg.DagsterInstance, run_id: str, on_materialized: OnMaterialized
+    ) -> None:
+        self.instance, self.run_id, self.on_materialized = instance, run_id, on_materialized
+        self.cursor: str | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.done.wait(0.5):
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            found = self.instance.get_records_for_run(
+                self.run_id, cursor=self.cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            )
+        except Exception:  # the run is not stored yet; the next poll reads it
+            return
+        self.cursor = found.cursor
+        for record in found.records:
+            event = record.event_log_entry.dagster_event
+            if event is not None and event.asset_key is not None:
+                self.on_materialized(event.asset_key.to_user_string(), event.partition)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self._read()  # whatever was stored after the last poll
+
+
 def materialize(
     config: LakehouseConfig,
     model: str,
@@ -62,33 +139,50 @@ def materialize(
     with_model_assets: bool = True,
     raise_on_error: bool = True,
     engine: EngineResource | None = None,
+    on_materialized: OnMaterialized | None = None,
+    quiet: bool = False,
 ) -> MaterializeSummary:
     """Register ``prompts`` for ``model`` and run ``model_job`` (unless
     ``with_model_assets`` is False), ``graph_job`` over the prompts' partition ranges and
     ``census_job``, with the lakehouse of ``config`` and ``engine`` (default: a new one,
-    shared by these runs)."""
+    shared by these runs). ``on_materialized`` hears of each asset partition stored;
+    ``quiet``: Dagster's console log shows warnings and errors only."""
     resources = lakehouse_resources(str(config.path), engine or EngineResource())
     registered = register_prompts(config, prompts, [model], instance)
     order = instance.get_dynamic_partitions(PROMPTS_PARTITIONS)
     definitions = project_definitions()
     results = []
 
-    def run(job: str, **kwargs) -> None:
-        results.append(
-            definitions.resolve_job_def(job).execute_in_process(
-                instance=instance, resources=resources, raise_on_error=raise_on_error, **kwargs
+    def run(job: str, tags: dict[str, str], **kwargs) -> None:
+        run_id = str(uuid.uuid4())  # known before the run starts, for the watcher
+        watcher = _Watcher(instance, run_id, on_materialized) if on_materialized else None
+        try:
+            results.append(
+                definitions.resolve_job_def(job).execute_in_process(
+                    run_config=QUIET if quiet else None,
+                    instance=instance,
+                    resources=resources,
+                    raise_on_error=raise_on_error,
+                    run_id=run_id,
+                    tags=tags,
+                    **kwargs,
+                )
             )
-        )
+        finally:
+            if watcher is not None:
+                watcher.stop()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         warnings.simplefilter("ignore", category=dg.PreviewWarning)
         if with_model_assets:
-            run("model_job", partition_key=model)
+            run("model_job", run_tags(model, []), partition_key=model)
         for first, last in contiguous_ranges(list(registered.prompts), order):
+            keys = order[order.index(first) : order.index(last) + 1]
+            texts = [registered.prompts[k] for k in keys]
             tags = {RANGE_START: multi_key(model, first), RANGE_END: multi_key(model, last)}
-            run("graph_job", tags=tags)
-        run("census_job", partition_key=model)
+            run("graph_job", tags | run_tags(model, texts))
+        run("census_job", run_tags(model, []), partition_key=model)
     return MaterializeSummary(
         model=model,
         partition_keys=[multi_key(m, p) for m, p in registered.partitions],
@@ -154,16 +248,16 @@ def materialize_on_workers(
             if pending:
                 time.sleep(poll_s)
 
+    def graph_run(first: str, last: str) -> str:
+        keys = order[order.index(first) : order.index(last) + 1]
+        tags = {RANGE_START: multi_key(model, first), RANGE_END: multi_key(model, last)}
+        return submit("graph_job", tags | run_tags(model, [registered.prompts[k] for k in keys]))
+
     if with_model_assets:
-        wait([submit("model_job", {"dagster/partition": model})])
+        wait([submit("model_job", {"dagster/partition": model} | run_tags(model, []))])
     ranges = chunks(contiguous_ranges(list(registered.prompts), order), order, partitions_per_run)
-    wait(
-        [
-            submit("graph_job", {RANGE_START: multi_key(model, a), RANGE_END: multi_key(model, b)})
-            for a, b in ranges
-        ]
-    )
-    wait([submit("census_job", {"dagster/partition": model})])
+    wait([graph_run(a, b) for a, b in ranges])
+    wait([submit("census_job", {"dagster/partition": model} | run_tags(model, []))])
     runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
     return MaterializeSummary(
         model=model,
