@@ -41,3 +41,26 @@ def test_definitions_validate_cli(tmp_path):
     assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{output}"
     if argv[1] == "definitions":
         assert "All code locations passed validation" in output, output
+
+
+def test_a_new_local_dagster_home_gets_the_repos_instance_settings(tmp_path, monkeypatch):
+    """``ct materialize`` in a folder of its own writes the settings of the repo's
+    ``dagster_home/dagster.yaml`` (telemetry off, one slot per pool) into the new home, so
+    Dagster prints no notice about a missing file and no telemetry banner."""
+    import argparse
+
+    import yaml
+
+    from ct_assets.commands._common import INSTANCE_SETTINGS, load
+
+    repo = yaml.safe_load((REPO / "dagster_home" / "dagster.yaml").read_text())
+    assert yaml.safe_load(INSTANCE_SETTINGS) == repo
+    for name in ("DAGSTER_HOME", "CT_CONFIG", "CT_PROFILE"):  # load() sets the first two
+        monkeypatch.setenv(name, "")  # so that monkeypatch restores them afterwards
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    config, instance = load(argparse.Namespace(config=None))
+    written = tmp_path / "dagster_home" / "dagster.yaml"
+    assert yaml.safe_load(written.read_text()) == repo
+    assert instance.root_directory == str(tmp_path / "dagster_home")
+    assert not instance.telemetry_enabled

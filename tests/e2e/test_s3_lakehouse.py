@@ -65,6 +65,15 @@ def test_materialize_query_and_view_an_s3_lake(
     assert sorted(r["prompt"] for r in rows) == sorted(prompt_key(p) for p in PROMPTS)
     assert {r["prompt_text"] for r in rows} == set(PROMPTS)
     assert all(r["n_edges"] > 0 and 0 < r["replacement_score"] <= 1 for r in rows)
+    # What the command printed: a progress bar, then a table of the graphs with the lake's
+    # scores, and nothing else: no Dagster event log, no warning, no notice
+    lines = materialized.stdout.splitlines()
+    for r in rows:
+        [line] = [line for line in lines if line.startswith(r["prompt_text"])]
+        assert f"{r['replacement_score']:.3f}" in line
+    assert "materialize tiny" in materialized.stderr and "100%" in materialized.stderr
+    for noise in (" - DEBUG - ", " - INFO - ", "Warning", "Traceback", "dagster.yaml", "INFO"):
+        assert noise not in materialized.stderr, materialized.stderr[-3000:]
 
     port = free_port()
     log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115 - read back after the server stops
