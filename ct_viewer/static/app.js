@@ -1177,7 +1177,9 @@
       logitBoxes.push({ x0: sx - tw / 2, y0: y - 12, x1: sx + tw / 2, y1: y });
     }
     ctx.textAlign = "left";
-    drawNodeLabels(ctx, w, h, rs, visible, logitBoxes);
+    // Node labels keep clear of the logits' tokens and the supernodes' names.
+    const titles = state.supernodeBoxes.map((b) => b.title).filter((b) => b);
+    drawNodeLabels(ctx, w, h, rs, visible, logitBoxes.concat(titles));
   }
 
   // Feature labels are drawn when they can be read: at most this many nodes on screen, or
@@ -1298,6 +1300,8 @@
       ctx.textBaseline = "bottom";
       ctx.fillStyle = `rgb(${rgb})`;
       ctx.fillText(a.text, x0 + 2, y0 - 2);
+      const tw = ctx.measureText(a.text).width;
+      boxes[boxes.length - 1].title = { x0: x0 + 2, y0: y0 - 15, x1: x0 + 2 + tw, y1: y0 - 2 };
     }
     ctx.font = "11px sans-serif";
   }
@@ -2240,7 +2244,7 @@
     },
     supernodeBoxes() {
       const rect = canvas().getBoundingClientRect();
-      return state.supernodeBoxes.map((b) => ({
+      return state.supernodeBoxes.map(({ title, ...b }) => ({
         ...b,
         x0: b.x0 + rect.left,
         y0: b.y0 + rect.top,
