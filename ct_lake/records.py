@@ -218,13 +218,16 @@ def attribution_record(
 
     ``entry``: the config's ``ModelEntry``; ``settings``: its ``AttributionSettings``;
     ``timings``: seconds per phase (model load included)."""
+    from ct_engine.transcoders.refs import scan_name  # the engine's package imports torch
+
     influence = node_influence(graph)
     rows, cols, values = graph.nonzero_edges()
     targets = logit_targets_rows(graph)
+    scans = [graph.scan] if isinstance(graph.scan, str) else list(graph.scan or [])
     summary = {
         "model_name": entry.model,
         "transcoders": entry.transcoders,
-        "scan": None if graph.scan is None else str(graph.scan),
+        "scan": ",".join(scan_name(s) or "" for s in scans) or None,  # names, never local paths
         "backend": backend,
         "dtype": entry.dtype,
         "n_tokens": graph.n_pos,

@@ -92,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     elapsed = time.perf_counter() - start
     status = "done" if summary.success else "FAILED (see the Dagster UI for the failing step)"
-    if current_profile() == "local":
-        print(graphs_table(config, model, prompts))
+    print(graphs_table(config, model, prompts))
     print(f"\n{status}: {len(summary.partition_keys)} graphs of {model} in {elapsed:.1f} s")
     print(f"lake: {config.lake}")
     if current_profile() != "local":

@@ -151,8 +151,8 @@ def tracked_run(
 
     partition = str(result.key)
     tags = {
-        "dagster.run_id": context.run_id,
-        "dagster.run_url": f"{config.dagster_url}/runs/{context.run_id}",
+        "dagster.run_id": context.run.run_id,
+        "dagster.run_url": f"{config.dagster_url}/runs/{context.run.run_id}",
         "dagster.job": context.job_name,
         "dagster.partition_key": partition,
         "dagster.code_version": CODE_VERSION,
@@ -170,7 +170,7 @@ def tracked_run(
         tags |= {"ct.model": model}
         params = {} if entry is None else {"model": entry.model, "transcoders": entry.transcoders}
         name = f"{model} · {context.job_name}"
-    return TrackedRun(run_key(context.run_id, partition), name, tags, params)
+    return TrackedRun(run_key(context.run.run_id, partition), name, tags, params)
 
 
 _TAG_LENGTH = 250  # MLflow's UI shows a tag's value on one line

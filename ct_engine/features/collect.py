@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -423,15 +422,9 @@ def build_dashboards(
 def _transcoder_id(model) -> str:
     """The set's registered name (``toy-world-plt``), its hub scan, or its folder's name:
     never an absolute local path."""
-    from ct_engine.presets import TRANSCODERS
+    from ct_engine.transcoders.refs import scan_name
 
     scan = model.transcoders.scan
     if isinstance(scan, list):
         scan = scan[0] if scan else None
-    if not scan:
-        return "transcoders"
-    for name, folder in TRANSCODERS.items():
-        if str(scan) == str(folder):
-            return name
-    path = Path(str(scan))
-    return path.name if path.is_absolute() or str(scan).startswith(".") else str(scan)
+    return scan_name(scan) or "transcoders"

@@ -90,7 +90,7 @@ def attribution_graph(
                 backend=model.backend,
                 timings={"load_model": load_s, **{k: float(v) for k, v in graph.timings.items()}},
                 peak_memory_mb=_peak_memory_mb(),
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 code_version=CODE_VERSION,
             )
             records.store(p.lake, record)
@@ -209,7 +209,14 @@ def graph_scores(
             *compute_pruned_graph_scores(graph, node_mask),
         )
         record = records.scores_record(
-            p.keys, graph, scores, influence, kept, n_edges_kept, p.config.pruning, context.run_id
+            p.keys,
+            graph,
+            scores,
+            influence,
+            kept,
+            n_edges_kept,
+            p.config.pruning,
+            context.run.run_id,
         )
         records.store(p.lake, record)
         results.append(Result(p.key, record, checks=_golden_drift(p), text=p.text))
