@@ -19,6 +19,7 @@ from ct_viewer import create_app
 from ct_viewer.server import make_server
 
 from .conftest import PROMPTS
+from .lake_influence import lake_influence_ranks
 
 
 @pytest.fixture(scope="module")
@@ -94,30 +95,6 @@ def test_document_validates_and_thresholds_prune(client, viewer_lake, document):
         response = client.get(url, params={"node_threshold": bad})
         assert response.status_code == 422, bad
         assert "node_threshold" in response.json()["detail"]
-
-
-def lake_influence_ranks(lake_root, model: str, prompt: str) -> tuple[dict, dict, int]:
-    """``(rank, share, n)`` by node id from the lake's ``nodes`` table: rank 1 is the largest
-    influence (ties by node index), share is the influence over the total, logits left out."""
-    con = catalog.connect(lake_root)
-    try:
-        rows = con.execute(
-            "SELECT node, kind, layer, pos, feature, token_id, influence FROM nodes "
-            "WHERE model = ? AND prompt = ? AND kind <> 'logit' ORDER BY node",
-            [model, prompt],
-        ).fetchall()
-    finally:
-        con.close()
-    ids = {
-        "feature": lambda r: f"{r[2]}_{r[4]}_{r[3]}",
-        "error": lambda r: f"{r[2]}_-1_{r[3]}",
-        "token": lambda r: f"E_{r[5]}_{r[3]}",
-    }
-    total = sum(r[6] for r in rows)
-    ordered = sorted(rows, key=lambda r: (-r[6], r[0]))
-    rank = {ids[r[1]](r): k for k, r in enumerate(ordered, start=1)}
-    share = {ids[r[1]](r): r[6] / total for r in rows}
-    return rank, share, len(rows)
 
 
 def test_document_ranks_nodes_by_influence(client, viewer_lake, document):

@@ -770,29 +770,11 @@ def test_steering_shows_and_sends_its_scale(page, live_server, artifacts_dir):
 
 
 def lake_influence(lake_root, graph_id: str) -> tuple[dict, dict, int]:
-    """``(rank, share, n)`` by node id from the lake's ``nodes`` table (logits left out):
-    rank 1 is the largest influence, ties by node index; share is over the total."""
-    from ct_lake.catalog import connect
+    """``(rank, share, n)`` by node id from the lake's ``nodes`` table (logits left out)."""
+    from tests.viewer.lake_influence import lake_influence_ranks
 
     model, prompt = graph_id.split("__")
-    con = connect(lake_root)
-    try:
-        rows = con.execute(
-            "SELECT node, kind, layer, pos, feature, token_id, influence FROM nodes "
-            "WHERE model = ? AND prompt = ? AND kind <> 'logit' ORDER BY node",
-            [model, prompt],
-        ).fetchall()
-    finally:
-        con.close()
-    name = {
-        "feature": lambda r: f"{r[2]}_{r[4]}_{r[3]}",
-        "error": lambda r: f"{r[2]}_-1_{r[3]}",
-        "token": lambda r: f"E_{r[5]}_{r[3]}",
-    }
-    total = sum(r[6] for r in rows)
-    ordered = sorted(rows, key=lambda r: (-r[6], r[0]))
-    rank = {name[r[1]](r): k for k, r in enumerate(ordered, start=1)}
-    return rank, {name[r[1]](r): r[6] / total for r in rows}, len(rows)
+    return lake_influence_ranks(lake_root, model, prompt)
 
 
 def percent(x: float) -> str:
