@@ -71,6 +71,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_attribution.py --repeats 2
 	$(BIN)/python benchmarks/bench_lakehouse.py
 	$(BIN)/python benchmarks/bench_viewer.py
+	$(BIN)/python benchmarks/bench_cli.py
 	$(MAKE) bench-lake
 
 # Delta versus Iceberg (the bench extra brings pyiceberg), then the lake on Delta at 1,000 graphs.
