@@ -267,6 +267,7 @@ def run_errors(instance, run_id: str) -> str:
     return f"errors in the run's events: {errors}"
 
 
+@pytest.mark.slow  # dagster dev starts, a run worker loads the model: ~45 s
 def test_dagster_dev_runs_graph_job_for_a_prompt(tmp_path, tiny_lakehouse_files, monkeypatch):
     started = time.monotonic()
     home = tmp_path / "dagster_home"

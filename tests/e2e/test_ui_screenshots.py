@@ -32,7 +32,7 @@ from tests.e2e.test_dagster_webserver import HOST, READY_TIMEOUT_S, DagsterDev, 
 from tests.mlflowserver import mlflow_server  # noqa: F401 - the session's tracking server
 from tests.viewer_browser.conftest import browser  # noqa: F401 - headless Chromium
 
-pytestmark = pytest.mark.slow  # a materialization, an MLflow server and dagster dev: ~2 min
+pytestmark = pytest.mark.slow  # a materialization, an MLflow server and dagster dev: ~80 s
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = [*PROMPTS, "Austin is the capital of the state of"]
