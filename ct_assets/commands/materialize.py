@@ -102,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
     print('  ct sql "SELECT layer, feature, label FROM feature_cards LIMIT 20"  # what features do')
     print("  make viewer    # graphs and feature cards on http://127.0.0.1:8041")
     print("  make dagster   # Dagster UI on http://127.0.0.1:3000 (runs, assets, metadata)")
-    print("  make mlflow    # MLflow UI on http://127.0.0.1:5000 (params, metrics, plots)")
+    print(
+        "  make mlflow    # MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType="
+        "machine_learning (one run per graph)"
+    )
     return 0 if summary.success else 1
 
 

@@ -47,6 +47,9 @@ _PARAM_LENGTH = 6000  # MLflow's limit on a param value
 # classic machine-learning view) rather than as traces of a GenAI application.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# MLflow 3's UI chooses between its GenAI and its machine-learning ("Model training") pages by
+# a switch that defaults to GenAI and that a link's query overrides: links to runs carry it.
+ML_VIEW_QUERY = "workflowType=machine_learning"
 
 
 def run_key(dagster_run_id: str, partition: str | None) -> str:
@@ -155,6 +158,7 @@ class MlflowTracker(dg.ConfigurableResource):
         try:
             experiment_id, run_id, warning = future.result(timeout=timeout)
             url = f"{self.ui_url(config)}/#/experiments/{experiment_id}/runs/{run_id}"
+            url += f"?{ML_VIEW_QUERY}"
             return TrackingOutcome(ok=True, run_id=run_id, url=url, warning=warning)
         except concurrent.futures.TimeoutError:
             return TrackingOutcome(ok=False, error=f"MLflow at {uri} did not answer in {timeout}s")

@@ -147,6 +147,7 @@ def _check_graph_scores_and_mlflow(config, instance, con, graph_run: str, texts:
         assert meta["mlflow_run_id"] == run.info.run_id
         assert meta["mlflow_run"] == (
             f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+            "?workflowType=machine_learning"
         )
         assert run.info.status == "FINISHED"
         assert run.info.run_name == f"tiny · {text}"[: len(run.info.run_name)]

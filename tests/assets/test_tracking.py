@@ -198,6 +198,7 @@ def test_every_asset_of_a_graph_logs_into_its_one_run(sqlite_config, artifact):
     assert run.data.tags["ct.asset.graph_scores"] == "logged"
     assert scores.url == (
         f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        "?workflowType=machine_learning"
     )
     assert scores.metadata()["mlflow_run"].value == scores.url
 

@@ -188,6 +188,7 @@ def test_dagster_asset_page_shows_each_partitions_scores_prompt_and_mlflow_link(
             run = ui_lake.runs[prompt_key(text)]
             link = (
                 f"{ui_lake.mlflow_url}/#/experiments/{ui_lake.experiment_id}/runs/{run.info.run_id}"
+                "?workflowType=machine_learning"
             )
             assert rows["mlflow_run"] == [link, True]
             assert page.get_by_role("link", name=link).is_visible()
@@ -200,6 +201,9 @@ def test_dagster_asset_page_shows_each_partitions_scores_prompt_and_mlflow_link(
         run_page = opened.value
         run_page.get_by_text(f"tiny · {TEXTS[0]}").first.wait_for()
         assert run_page.url == link
+        # in MLflow's machine-learning view: the run's params and metrics, not GenAI traces
+        run_page.get_by_text("replacement_score").first.wait_for()
+        run_page.screenshot(path=str(artifacts / "mlflow_run_page.png"))
     finally:
         context.close()
 
