@@ -177,13 +177,20 @@ def _check_graph_scores_and_mlflow(config, instance, con, graph_run: str, texts:
     assert any(a.path.endswith(".png") for a in client.list_artifacts(quality.info.run_id))
 
 
-def test_rematerializing_replaces_partitions(lakehouse):
+def test_rematerializing_replaces_partitions(lakehouse, capfd):
     config, instance = lakehouse
     engine = EngineResource()
     materialize(config, "tiny", PROMPTS[:1], instance, engine=engine)
+    # Dagster's console log shows every event by default (what `ct materialize --verbose`
+    # shows), warnings and errors only when quiet
+    assert " - DEBUG - " in capfd.readouterr().err
     con = connect(config.lake)
     first = {t: _count(con, t) for t in ("nodes", "edges", "graphs", "scores")}
-    materialize(config, "tiny", PROMPTS[:1], instance, with_model_assets=False, engine=engine)
+    materialize(
+        config, "tiny", PROMPTS[:1], instance, with_model_assets=False, engine=engine, quiet=True
+    )
+    quiet = capfd.readouterr().err
+    assert " - DEBUG - " not in quiet and " - INFO - " not in quiet, quiet
     con = connect(config.lake)
     second = {t: _count(con, t) for t in ("nodes", "edges", "graphs", "scores")}
     assert first == second
