@@ -219,10 +219,10 @@ def run_direct(model_dir: Path, transcoders: Path, prompts: list[str], out: Path
             graph,
             f"bench__{i}",
             out,
-            s["node_threshold"],
-            s["edge_threshold"],
-            tokenizer=model.tokenizer,
             scan=graph.scan if graph.scan is not None else str(transcoders),
+            node_threshold=s["node_threshold"],
+            edge_threshold=s["edge_threshold"],
+            tokenizer=model.tokenizer,
         )
         t5 = time.perf_counter()
         for name, dt in [

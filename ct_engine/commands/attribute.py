@@ -71,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
             graph,
             args.slug,
             args.graph_file_dir,
-            args.node_threshold,
-            args.edge_threshold,
-            tokenizer=model.tokenizer,
             scan=graph.scan if graph.scan is not None else args.transcoder_set,
+            node_threshold=args.node_threshold,
+            edge_threshold=args.edge_threshold,
+            tokenizer=model.tokenizer,
         )
         print(f"graph files written to {path} and {path.parent / 'graph-metadata.json'}")
     if args.features_dir and not getattr(args, "server", False):

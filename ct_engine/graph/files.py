@@ -77,9 +77,7 @@ def graph_document(
 ) -> dict:
     """The JSON document of a pruned graph, as a dict (see :func:`create_graph_files`)."""
     if tokenizer is None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(graph.cfg.tokenizer_name)
+        tokenizer = graph_tokenizer(graph)
     scan_name, transcoder_list = _scan_fields(scan if scan is not None else graph.scan)
     node_mask, edge_mask, cumulative = prune_graph(graph, node_threshold, edge_threshold)
     L = graph.n_layers
@@ -163,28 +161,76 @@ def graph_document(
     return {"metadata": metadata, "qParams": q_params, "nodes": nodes, "links": links}
 
 
+def graph_tokenizer(graph: Graph):
+    """The tokenizer named by the graph's config; a registered model name (``toy-world``) is
+    read from its shipped folder, so graphs of the shipped models need no hub access."""
+    from transformers import AutoTokenizer
+
+    from ct_engine.presets import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(graph.cfg.tokenizer_name))
+
+
+def load_any_graph(graph_or_path: Graph | str | os.PathLike[str]) -> Graph:
+    """A :class:`Graph` as is, or read from circuit-tracer's ``.pt`` (by the safe reader, which
+    never runs pickled code) or from our ``.safetensors`` file.
+
+    Raises:
+        ValueError: a path with another suffix.
+        FileNotFoundError: a path that does not exist.
+    """
+    if isinstance(graph_or_path, Graph):
+        return graph_or_path
+    if not isinstance(graph_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"expected a Graph or the path of a graph file, got {type(graph_or_path).__name__}"
+        )
+    path = Path(graph_or_path).expanduser()
+    if path.suffix not in (".pt", ".safetensors"):
+        raise ValueError(f"{path}: a graph file ends in .pt (circuit-tracer) or .safetensors")
+    if not path.is_file():
+        raise FileNotFoundError(f"no graph file at {path}")
+    return Graph.from_pt(path) if path.suffix == ".pt" else Graph.load(path)
+
+
 def create_graph_files(
-    graph: Graph,
+    graph_or_path: Graph | str | os.PathLike[str],
     slug: str,
-    output_dir: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    scan: str | os.PathLike[str] | list[str] | None = None,
     node_threshold: float = 0.8,
     edge_threshold: float = 0.98,
     *,
     tokenizer=None,
-    scan=None,
 ) -> Path:
-    """Prune ``graph`` and write ``<output_dir>/<slug>.json`` for a viewer; insert or replace
+    """Prune a graph and write ``<output_path>/<slug>.json`` for a viewer; insert or replace
     the slug's entry in ``graph-metadata.json``. Both writes are atomic. Returns the path.
 
+    The arguments are circuit-tracer's, in its order.
+
+    Args:
+        graph_or_path: a :class:`Graph`, or the path of a ``.pt`` / ``.safetensors`` graph.
+        slug: the graph's name in the viewer (a plain file name).
+        output_path: folder of the graph files (created if needed).
+        scan: names the transcoder set; default ``graph.scan``.
+        node_threshold, edge_threshold: pruning thresholds (cumulative influence shares).
+        tokenizer: decodes the prompt tokens; default the tokenizer of the graph's model
+            (a shipped model's from its folder, others from the Hugging Face hub).
+
     Raises:
-        ValueError: a slug that is not a plain file name, or no scan to name the transcoders.
+        ValueError: a slug that is not a plain file name, no scan to name the transcoders,
+            or a graph path that is not ``.pt`` / ``.safetensors``.
     """
     if not _SLUG.match(slug):
         raise ValueError(
             f"slug {slug!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"
         )
-    out = Path(output_dir)
+    if isinstance(scan, (int, float)):
+        # Older calls passed node_threshold fourth; circuit-tracer's fourth argument is scan.
+        raise TypeError(f"scan={scan!r}: scan is the fourth argument; pass node_threshold= by name")
+    graph = load_any_graph(graph_or_path)
+    out = Path(output_path)
     out.mkdir(parents=True, exist_ok=True)
     document = graph_document(
         graph,

@@ -91,7 +91,7 @@ def test_written_file_validates_against_the_shipped_schema(model, graph, tmp_pat
 def test_create_graph_files_upserts_metadata(model, graph, tmp_path):
     path = create_graph_files(graph, "g1", tmp_path, tokenizer=model.tokenizer, scan="s")
     assert json.loads(path.read_text())["metadata"]["slug"] == "g1"
-    create_graph_files(graph, "g1", tmp_path, 0.5, tokenizer=model.tokenizer, scan="s")
+    create_graph_files(graph, "g1", tmp_path, "s", 0.5, tokenizer=model.tokenizer)
     create_graph_files(graph, "g2", tmp_path, tokenizer=model.tokenizer, scan=["a", "b"])
     index = json.loads((tmp_path / "graph-metadata.json").read_text())["graphs"]
     assert [g["slug"] for g in index] == ["g1", "g2"]
