@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+from tqdm.auto import trange
 
 from ct_engine.interventions.intervene import (
     InterventionPatch,
@@ -44,7 +45,13 @@ def feature_intervention_generate(
     top_k: int | None = None,
     top_p: float | None = None,
     stop_at_eos: bool = True,
+    eos_token_id: int | Sequence[int] | None = None,
+    freq_penalty: float = 0.0,
     seed: int | None = None,
+    verbose: bool = False,
+    use_past_kv_cache: bool = True,
+    prepend_bos: bool | None = None,
+    padding_side: str | None = None,
 ) -> tuple[str, torch.Tensor, torch.Tensor | None]:
     """Generate a continuation while intervening on features.
 
@@ -56,7 +63,19 @@ def feature_intervention_generate(
         max_new_tokens: at most this many new tokens.
         do_sample: sample instead of greedy decoding (``temperature``, ``top_k``, ``top_p``,
             and ``seed`` for a reproducible draw).
-        stop_at_eos: stop after the tokenizer's EOS token.
+        stop_at_eos: stop after an end-of-sequence token: ``eos_token_id`` (one id or
+            several), by default the tokenizer's.
+        freq_penalty: when sampling, subtract ``freq_penalty × count`` from the score of each
+            token already in the sequence (prompt included), as TransformerLens does; greedy
+            decoding ignores it.
+        verbose: a progress bar over the new tokens.
+        use_past_kv_cache: accepted for circuit-tracer's signature; no cache is used either way
+            (see the module doc), so the result is what a cached generation computes, without
+            its float drift.
+        prepend_bos, padding_side: accepted for circuit-tracer's signature and ignored: a
+            string prompt always gets the leading special token that attribution uses
+            (:meth:`~ct_engine.replacement.ReplacementModel.ensure_tokenized`), and one
+            unpadded sequence is generated.
 
     Returns:
         ``text``: the prompt and the continuation, decoded without special tokens;
@@ -81,9 +100,9 @@ def feature_intervention_generate(
     constrained = check_constrained_layers(constrained_layers, plan, model.n_layers)
     state, pins, clean_acts = prepare_freezing(model, prompt, plan, constrained, freeze_attention)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    eos = model.tokenizer.eos_token_id
+    eos = _eos_ids(eos_token_id if eos_token_id is not None else model.tokenizer.eos_token_id)
     sequence, rows, patch = prompt, [], None
-    for _ in range(max_new_tokens):
+    for _ in trange(max_new_tokens, desc="new tokens", disable=not verbose, unit="token"):
         n_pos = len(sequence)
         patch = InterventionPatch(
             tc,
@@ -95,9 +114,12 @@ def feature_intervention_generate(
         )
         logits = model.impl.edited_run(sequence[None], patch, pins)[0, -1]
         rows.append(logits)
+        if do_sample and freq_penalty:
+            counts = torch.bincount(sequence, minlength=logits.shape[-1])
+            logits = logits - freq_penalty * counts.to(logits)
         token = _choose(logits, do_sample, temperature, top_k, top_p, generator)
         sequence = torch.cat([sequence, token.view(1).to(sequence.device)])
-        if stop_at_eos and eos is not None and int(token) == eos:
+        if stop_at_eos and int(token) in eos:
             break
     text = model.tokenizer.decode(sequence.tolist(), skip_special_tokens=True)
     acts = None
@@ -109,6 +131,12 @@ def feature_intervention_generate(
             sparse=sparse,
         )
     return text, torch.stack(rows), acts
+
+
+def _eos_ids(eos: int | Sequence[int] | None) -> set[int]:
+    if eos is None:
+        return set()
+    return {int(eos)} if isinstance(eos, int) else {int(i) for i in eos}
 
 
 def _choose(

@@ -118,6 +118,7 @@ class Backend(Protocol):
     """The surface of a model backend that attribution and interventions use."""
 
     name: str
+    model: object  # the library's model: a TransformerBridge or an nnsight.NNsight
     n_layers: int
     d_model: int
     d_vocab: int

@@ -32,9 +32,19 @@ def default_device() -> torch.device:
 class ReplacementModel:
     """A Hugging Face causal LM plus transcoders, ready for attribution.
 
-    Build one with :meth:`from_pretrained`. Attributes of note: ``transcoders``, ``tokenizer``,
-    ``cfg`` (:class:`~ct_engine.graph.ModelConfig`), ``backend`` (its name), ``zero_positions``
+    Build one with :meth:`from_pretrained` or :meth:`from_pretrained_and_transcoders`.
+    Attributes of note: ``transcoders``, ``tokenizer``, ``cfg``
+    (:class:`~ct_engine.graph.ModelConfig`), ``backend`` (its name), ``zero_positions``
     (positions whose features and errors are zeroed: the leading special token), ``scan``.
+
+    The TransformerLens-style surface of circuit-tracer's notebooks is the same on both
+    backends: ``to_tokens``, ``to_str_tokens``, ``to_string``, ``generate``, ``W_U``,
+    ``feature_input_hook``, ``feature_output_hook``. ``impl`` is the backend
+    (:mod:`~ct_engine.replacement.transformerlens` or :mod:`~ct_engine.replacement.nnsight`)
+    and ``impl.model`` the library's model it runs (a ``TransformerBridge`` or an
+    ``nnsight.NNsight``); the names in :attr:`DELEGATED` (``run_with_cache`` ...) are read from
+    a ``TransformerBridge``, and on the nnsight backend raise an ``AttributeError`` that names
+    the alternative.
     """
 
     def __init__(
@@ -136,6 +146,41 @@ class ReplacementModel:
         name = str(model_name_or_dir)
         return cls(impl, impl.transcoders, model_name=name, zero_positions=zero_positions_for(name))
 
+    @classmethod
+    def from_pretrained_and_transcoders(
+        cls,
+        model_name: str | Path,
+        transcoders: Transcoders,
+        backend: str = "transformerlens",
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> ReplacementModel:
+        """Load a model and build the replacement model around already-loaded transcoders.
+
+        Args:
+            model_name: local Hugging Face model directory, or a hub id.
+            transcoders: a :class:`~ct_engine.transcoders.Transcoders` (for example from
+                :func:`~ct_engine.transcoders.load_transcoders`); moved to ``device`` and
+                ``dtype``. Their ``d_model`` and layer count must be the model's.
+            backend: ``"transformerlens"`` or ``"nnsight"``.
+            device: defaults to CUDA when available, else CPU.
+            dtype: model and transcoder dtype.
+
+        Raises:
+            TypeError: ``transcoders`` is not loaded (a reference goes to
+                :meth:`from_pretrained`, which loads it).
+            TranscoderFormatError: the transcoders do not fit the model.
+        """
+        if not isinstance(transcoders, Transcoders):
+            raise TypeError(
+                "from_pretrained_and_transcoders takes loaded Transcoders, got "
+                f"{type(transcoders).__name__}: pass a transcoder reference to "
+                "ReplacementModel.from_pretrained, or load it with load_transcoders first"
+            )
+        return cls.from_pretrained(
+            model_name, transcoders, backend=backend, device=device, dtype=dtype
+        )
+
     # -- facts ------------------------------------------------------------------------------
 
     @property
@@ -226,7 +271,13 @@ class ReplacementModel:
         **generate_kwargs,
     ):
         """Text, per-step logits ``(n_steps, V)`` and activations under interventions; see
-        :func:`ct_engine.interventions.feature_intervention_generate`."""
+        :func:`ct_engine.interventions.feature_intervention_generate`.
+
+        ``generate_kwargs``: ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
+        ``top_p``, ``freq_penalty``, ``stop_at_eos``, ``eos_token_id``, ``seed``, ``verbose``,
+        and, accepted for circuit-tracer's signature although they change nothing here,
+        ``use_past_kv_cache`` (no cache is used), ``prepend_bos`` and ``padding_side``.
+        """
         from ct_engine.interventions import feature_intervention_generate
 
         return feature_intervention_generate(
@@ -239,6 +290,87 @@ class ReplacementModel:
             sparse,
             return_activations,
             **generate_kwargs,
+        )
+
+    # -- the model surface of circuit-tracer's notebooks --------------------------------------
+
+    @property
+    def feature_input_hook(self) -> str:
+        """The transcoders' input hook (TransformerLens name, such as ``hook_resid_mid``)."""
+        return self.transcoders.feature_input_hook
+
+    @property
+    def feature_output_hook(self) -> str:
+        """The transcoders' output hook (TransformerLens name, such as ``hook_mlp_out``)."""
+        return self.transcoders.feature_output_hook
+
+    @property
+    def W_U(self) -> torch.Tensor:
+        """``(d_model, d_vocab)`` unembedding, as TransformerLens's ``W_U``."""
+        return self.impl.unembedding
+
+    def to_tokens(self, input: str, prepend_bos: bool = True) -> torch.Tensor:
+        """``(1, T)`` token ids of one prompt, on the model's device.
+
+        With ``prepend_bos`` the ids start with the special token attribution uses
+        (:meth:`ensure_tokenized`); without, they are the text's own tokens."""
+        if not isinstance(input, str):
+            raise TypeError(f"to_tokens takes one prompt string, got {type(input).__name__}")
+        if prepend_bos:
+            return self.ensure_tokenized(input)[None]
+        ids = self.tokenizer(input, add_special_tokens=False)["input_ids"]
+        return torch.tensor([ids], dtype=torch.long, device=self.device)
+
+    def to_str_tokens(
+        self, input: str | torch.Tensor | Sequence[int], prepend_bos: bool = True
+    ) -> list[str]:
+        """Each token of a prompt (a string, or ids ``(T,)`` / ``(1, T)``) as its own string."""
+        ids = self.to_tokens(input, prepend_bos) if isinstance(input, str) else input
+        ids = torch.as_tensor(ids).reshape(-1).tolist()
+        return [self.tokenizer.decode([i]) for i in ids]
+
+    def to_string(self, tokens: torch.Tensor | Sequence[int]) -> str | list[str]:
+        """Decode ids: ``(T,)`` to one string, ``(B, T)`` to a list of strings."""
+        tokens = torch.as_tensor(tokens)
+        if tokens.ndim == 2:
+            return [self.tokenizer.decode(row.tolist()) for row in tokens]
+        return self.tokenizer.decode(tokens.reshape(-1).tolist())
+
+    def generate(self, input, max_new_tokens: int = 20, **generate_kwargs) -> str:
+        """The prompt and a continuation, as text: :meth:`feature_intervention_generate`
+        without interventions, so both backends generate alike (greedy unless
+        ``do_sample=True``; see it for the other keyword arguments)."""
+        text, _, _ = self.feature_intervention_generate(
+            input,
+            [],
+            return_activations=False,
+            max_new_tokens=max_new_tokens,
+            **generate_kwargs,
+        )
+        return text
+
+    # What is read from the backend's own model, ``impl.model``: a TransformerLens
+    # ``TransformerBridge`` or an ``nnsight.NNsight`` around the Hugging Face model. Hook-based
+    # TransformerLens methods exist only on the first; anything else is reached explicitly.
+    DELEGATED = ("run_with_cache", "run_with_hooks", "hooks", "hook_dict")
+
+    def __getattr__(self, name: str):
+        # Only called for names the class does not define.
+        impl = self.__dict__.get("impl")
+        if impl is None or name.startswith("__"):
+            raise AttributeError(name)
+        if name in self.DELEGATED:
+            if impl.name == "transformerlens":
+                return getattr(impl.model, name)
+            raise AttributeError(
+                f"{name} is a TransformerLens method, and this model runs on the nnsight "
+                "backend: use get_activations / feature_intervention, trace model.impl.model "
+                "(an nnsight.NNsight) yourself, or load with backend='transformerlens'"
+            )
+        raise AttributeError(
+            f"ReplacementModel has no attribute {name!r}. Delegated to the backend's model: "
+            f"{', '.join(self.DELEGATED)} (TransformerLens only); that model itself is "
+            f"model.impl.model ({type(impl.model).__name__})"
         )
 
     # -- tokens -----------------------------------------------------------------------------

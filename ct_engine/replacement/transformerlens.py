@@ -114,6 +114,11 @@ class TransformerLensBackend(CleanRunMixin):
     # -- model facts ------------------------------------------------------------------------
 
     @property
+    def model(self):
+        """The ``TransformerBridge`` (hooks, ``run_with_cache``, ...)."""
+        return self.bridge
+
+    @property
     def hf_model(self):
         return self.bridge.original_model
 
