@@ -42,8 +42,54 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="default: the transcoder config's model_name")
     p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32", help="model dtype")
     p.add_argument("--backend", choices=BACKENDS, default="transformerlens", help="model backend")
-    p.add_argument("--lazy-encoder", action="store_true")
-    p.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")
+    add_lazy_flags(p)
+
+
+def add_lazy_flags(p: argparse.ArgumentParser) -> None:
+    """``--lazy-encoder`` (off) and ``--lazy-decoder`` (on), circuit-tracer's defaults, each
+    with its ``--no-`` form and underscore spellings."""
+    add_switch(
+        p,
+        "lazy-encoder",
+        default=False,
+        help="read each encoder matrix from disk when used (less memory, slower)",
+    )
+    add_switch(
+        p,
+        "lazy-decoder",
+        default=True,
+        help="read decoder rows from disk as attribution needs them",
+    )
+
+
+def add_switch(p: argparse.ArgumentParser, name: str, *, default: bool, help: str) -> None:
+    """An on/off flag: ``--NAME`` and ``--no-NAME``, each also spelt with underscores
+    (``--lazy_decoder``, ``--no_lazy_decoder``), into ``args.NAME`` (underscored)."""
+    under = name.replace("-", "_")
+    names = [f"--{name}", f"--{under}", f"--no-{name}", f"--no_{under}"]
+    turn = f"--no-{name}" if default else f"--{name}"
+    p.add_argument(
+        *dict.fromkeys(names),
+        dest=under,
+        action=_Switch,
+        default=default,
+        help=f"{help} (default: {'on' if default else 'off'}; {turn} turns it "
+        f"{'off' if default else 'on'})",
+    )
+
+
+class _Switch(argparse.Action):
+    """Sets ``True`` for the option strings without ``--no``, ``False`` for the others (as
+    :class:`argparse.BooleanOptionalAction`, which does not take the underscore forms)."""
+
+    def __init__(self, option_strings, dest, default=None, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, not option_string.startswith("--no"))
+
+    def format_usage(self) -> str:
+        return f"{self.option_strings[0]} | {self.option_strings[2]}"
 
 
 def load_model(model_name: str, transcoders: str, dtype: str = "float32", **load):
