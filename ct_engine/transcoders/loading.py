@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .base import Transcoders
-from .cache import cache_entry_path, is_cached
+from .cache import cache_entry_path, find_cache_entry, is_cached
 from .errors import TranscoderFormatError
 from .formats.assemble import LayerWeights, build_cross_layer, build_transcoder_set
 from .formats.circuit_tracer import (
@@ -79,7 +79,8 @@ def load_transcoders(
         lazy_decoder: leave decoders on disk and read only the rows needed (same caveat).
         d_model, n_layers: the model's dimensions; a mismatch raises
             :class:`TranscoderFormatError` naming the file and key.
-        cache_dir: root of the converted-transcoder cache.
+        cache_dir: root of the converted-transcoder cache. A hub reference with no entry
+            there is read from circuit-tracer's cache when that has one (read only).
     """
     parsed = parse_transcoder_ref(ref)
     options = LoadOptions(
@@ -89,31 +90,59 @@ def load_transcoders(
         d_model=d_model,
         n_layers=n_layers,
     )
-    if not parsed.is_local and is_cached(parsed, cache_dir):
-        transcoders = load_directory(cache_entry_path(parsed, cache_dir), options)
+    entry = find_cache_entry(parsed, cache_dir)
+    if entry is not None:
+        transcoders = load_directory(entry, options)
+        if "scan" not in transcoders.config:  # named by the reference, not the cache folder
+            transcoders.scan = parsed.scan
     else:
         transcoders = _load_source(parsed, options)
     return transcoders.to(device) if device is not None else transcoders
 
 
 def save_transcoders_to_cache(
-    ref: str | Path | TranscoderRef,
+    hf_ref: str | Path | TranscoderRef,
     cache_dir: str | Path | None = None,
-    *,
+    sequential: bool = True,
+    device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    delete_hf_cache: bool = True,
+    *,
     overwrite: bool = False,
 ) -> Path:
-    """Load ``ref`` from its source in any supported format and write its cache entry.
+    """Load ``hf_ref`` from its source in any supported format and write its cache entry.
 
     Returns the entry directory. An existing complete entry is kept unless ``overwrite``.
-    Weights are loaded lazily where the format allows and converted one layer at a time.
+    Weights are loaded lazily where the format allows and converted one layer at a time. A hub
+    reference that circuit-tracer has cached is converted from that entry (read only), with no
+    download.
+
+    The arguments are circuit-tracer's; three of them change nothing here:
+
+    Args:
+        hf_ref: the transcoder reference (hub or local, see :mod:`.refs`).
+        cache_dir: the cache root (see :mod:`.cache`).
+        sequential: ignored: the conversion always reads and writes one layer at a time.
+        device: ignored: weights are copied file to file on the CPU; the entry is the same
+            whichever device loads it later.
+        dtype: dtype of the cached weights.
+        delete_hf_cache: ignored: downloads stay in the Hugging Face cache, which other
+            programs share; free it with ``hf cache delete``.
+        overwrite: rewrite an existing entry.
     """
-    parsed = parse_transcoder_ref(ref)
+    parsed = parse_transcoder_ref(hf_ref)
     entry = cache_entry_path(parsed, cache_dir)
     if is_cached(parsed, cache_dir) and not overwrite:
         return entry
     options = LoadOptions(dtype=dtype, lazy_encoder=True, lazy_decoder=True)
-    return save_transcoders(_load_source(parsed, options), entry)
+    found = find_cache_entry(parsed, cache_dir)
+    if found is not None and found != entry:
+        source = load_directory(found, options)
+        if "scan" not in source.config:
+            source.scan = parsed.scan
+    else:
+        source = _load_source(parsed, options)
+    return save_transcoders(source, entry)
 
 
 def load_directory(directory: str | Path, options: LoadOptions | None = None) -> Transcoders:
