@@ -4,7 +4,8 @@ Engine commands (``demo``, ``intervene``, ``eval-transcoders``, the ``features``
 ``ct_engine/commands/``; ``attribute`` is the engine's plus the viewer's ``--server``
 (``ct_viewer/commands/attribute.py``); ``sql`` and the ``lake`` group from
 ``ct_lake/commands/`` (no Dagster); ``prompts``, ``materialize`` and ``baseline`` from
-``ct_assets/commands/`` (Dagster); ``serve`` from ``ct_viewer/commands/``. Command modules
+``ct_assets/commands/`` (Dagster); ``serve`` and its alias ``start-server``
+(circuit-tracer's name) from ``ct_viewer/commands/``. Command modules
 import their heavy dependencies (torch, Dagster, DuckDB) inside ``run``, so ``ct --help`` and
 ``ct sql`` start without torch.
 """
@@ -18,7 +19,7 @@ from ct_assets.commands import baseline, materialize, prompts
 from ct_engine import commands
 from ct_engine.commands import demo, eval_transcoders, features, intervene
 from ct_lake.commands import lake, sql
-from ct_viewer.commands import attribute, serve
+from ct_viewer.commands import attribute, serve, start_server
 
 # In the order `ct --help` lists them.
 COMMANDS = (
@@ -32,6 +33,7 @@ COMMANDS = (
     sql,
     baseline,
     serve,
+    start_server,
     lake,
 )
 DESCRIPTION = "Circuit tracing: attribution graphs over transcoders, in a lakehouse."

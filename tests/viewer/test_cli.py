@@ -121,3 +121,98 @@ def test_annotation_writes_from_two_processes_are_not_lost(tmp_path):
     rows = store.list("g1")
     assert len(rows) == sum(added) + 30 and sum(r["author"] == "other" for r in rows) == 30
     assert len({r["id"] for r in rows}) == len(rows)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ct_start_server_serves_a_folder_of_graph_files(tmp_path):
+    """circuit-tracer's ``start-server``: a real server process on a free port."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "g.json").write_text('{"metadata": {"prompt": "hi"}, "nodes": [], "links": []}')
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("CT_CONFIG", "CT_LAKE")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    argv = ["start-server", "--graph_file_dir", str(files), "--port", str(port)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ct_cli.main", *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(300):  # up to 30 s for the interpreter and the app to start
+            try:
+                with urllib.request.urlopen(url, timeout=2) as page:
+                    index = page.read().decode()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.1)
+        else:
+            pytest.fail("ct start-server did not answer")
+        assert "<title>ct viewer</title>" in index
+        with urllib.request.urlopen(url + "api/graphs", timeout=5) as listing:
+            graphs = json.load(listing)["graphs"]
+        assert [(g["id"], g["prompt_text"]) for g in graphs] == [("file__g", "hi")]
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=30)
+    assert f"open http://127.0.0.1:{port}/" in out
+
+
+def test_ct_start_server_arguments(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no lakehouse config here: the packaged default's lake
+    monkeypatch.delenv("CT_CONFIG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["start-server", "--help"])
+    assert exit_info.value.code == 0
+    page = " ".join(capsys.readouterr().out.split())
+    for flag in ("--graph_file_dir DIR", "--features_dir DIR", "--port PORT port (default: 8041)"):
+        assert flag in page
+    with pytest.raises(SystemExit):
+        main(["start-server"])  # the folder is required
+    assert "--graph_file_dir" in capsys.readouterr().err
+    assert main(["start-server", "--graph_file_dir", str(tmp_path / "nope")]) == 2
+    assert f"no folder {tmp_path / 'nope'}" in capsys.readouterr().err
+    bad_features = ["--features_dir", str(tmp_path / "none")]
+    assert main(["start-server", "--graph_file_dir", str(tmp_path), *bad_features]) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert "error" in err and "none" in err
+
+
+def test_ct_start_server_help_imports_no_torch(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys\nfrom ct_cli.main import main\ntry:\n    main(['start-server', '--help'])\n"
+        "except SystemExit:\n    pass\nprint(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.splitlines()[-1] == "[]", done.stderr
