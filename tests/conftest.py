@@ -7,6 +7,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A circuit-tracer transcoder cache on the machine (~/.cache/circuit_tracer) must not change
+# what the tests load: its root is a folder that does not exist (tests of it set their own).
+os.environ["CIRCUIT_TRACER_CACHE_DIR"] = os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"ct-tests-{os.getpid()}-no-circuit-tracer-cache"
+)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
