@@ -42,9 +42,9 @@ class ReplacementModel:
     ``feature_input_hook``, ``feature_output_hook``. ``impl`` is the backend
     (:mod:`~ct_engine.replacement.transformerlens` or :mod:`~ct_engine.replacement.nnsight`)
     and ``impl.model`` the library's model it runs (a ``TransformerBridge`` or an
-    ``nnsight.NNsight``); the names in :attr:`DELEGATED` (``run_with_cache`` ...) are read from
-    a ``TransformerBridge``, and on the nnsight backend raise an ``AttributeError`` that names
-    the alternative.
+    ``nnsight.NNsight``). The names in :attr:`DELEGATED` are read from it: ``run_with_cache``,
+    ``run_with_hooks``, ``hooks`` and ``hook_dict`` on TransformerLens, ``trace`` on nnsight;
+    on the other backend each raises an ``AttributeError`` that names what to use instead.
     """
 
     def __init__(
@@ -349,27 +349,37 @@ class ReplacementModel:
         )
         return text
 
-    # What is read from the backend's own model, ``impl.model``: a TransformerLens
-    # ``TransformerBridge`` or an ``nnsight.NNsight`` around the Hugging Face model. Hook-based
-    # TransformerLens methods exist only on the first; anything else is reached explicitly.
-    DELEGATED = ("run_with_cache", "run_with_hooks", "hooks", "hook_dict")
+    # What is read from the backend's own model, ``impl.model`` (a TransformerLens
+    # ``TransformerBridge`` or an ``nnsight.NNsight`` around the Hugging Face model), per backend,
+    # and what to use on the other backend instead.
+    DELEGATED = {
+        "transformerlens": ("run_with_cache", "run_with_hooks", "hooks", "hook_dict"),
+        "nnsight": ("trace",),
+    }
+    _INSTEAD = {
+        "transformerlens": "get_activations / feature_intervention, or model.trace (an nnsight "
+        "trace of model.impl.model)",
+        "nnsight": "get_activations / feature_intervention, or model.hooks / run_with_hooks / "
+        "run_with_cache (TransformerLens hooks)",
+    }
 
     def __getattr__(self, name: str):
         # Only called for names the class does not define.
         impl = self.__dict__.get("impl")
         if impl is None or name.startswith("__"):
             raise AttributeError(name)
-        if name in self.DELEGATED:
-            if impl.name == "transformerlens":
-                return getattr(impl.model, name)
-            raise AttributeError(
-                f"{name} is a TransformerLens method, and this model runs on the nnsight "
-                "backend: use get_activations / feature_intervention, trace model.impl.model "
-                "(an nnsight.NNsight) yourself, or load with backend='transformerlens'"
-            )
+        if name in self.DELEGATED[impl.name]:
+            return getattr(impl.model, name)
+        for other, names in self.DELEGATED.items():
+            if name in names:
+                raise AttributeError(
+                    f"{name} comes from the {other} backend's model, and this model runs on "
+                    f"the {impl.name} backend: use {self._INSTEAD[other]}, or load with "
+                    f"backend={other!r}"
+                )
         raise AttributeError(
-            f"ReplacementModel has no attribute {name!r}. Delegated to the backend's model: "
-            f"{', '.join(self.DELEGATED)} (TransformerLens only); that model itself is "
+            f"ReplacementModel has no attribute {name!r}. Delegated to the {impl.name} "
+            f"backend's model: {', '.join(self.DELEGATED[impl.name])}; that model itself is "
             f"model.impl.model ({type(impl.model).__name__})"
         )
 

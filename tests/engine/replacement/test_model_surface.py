@@ -4,8 +4,8 @@
   transcoders loaded first;
 * the notebook surface (``to_tokens``, ``to_str_tokens``, ``to_string``, ``generate``, ``W_U``,
   the feature hooks) gives the same answers on both backends;
-* ``run_with_cache`` comes from the TransformerLens bridge and, on nnsight, fails naming what to
-  use instead;
+* ``run_with_cache`` comes from the TransformerLens bridge, ``trace`` from nnsight, and each
+  fails on the other backend naming what to use instead;
 * ``feature_intervention_generate`` takes circuit-tracer's keyword arguments.
 """
 
@@ -96,13 +96,24 @@ def test_run_with_cache_comes_from_the_transformerlens_bridge(models):
     assert type(tl.impl.model).__name__ == "TransformerBridge"
 
 
-def test_what_a_backend_lacks_fails_naming_the_alternative(models):
+def test_trace_comes_from_nnsight(models):
     nn = models["nnsight"]
-    with pytest.raises(AttributeError, match="nnsight backend.*get_activations"):
+    tokens = nn.to_tokens(PROMPT)
+    out = []
+    with nn.trace(tokens, use_cache=False):
+        out.append(nn.impl.model.output.logits)
+    torch.testing.assert_close(out[0][0], nn.impl.clean_run(tokens[0]).logits)
+    assert type(nn.impl.model).__name__ == "NNsight"
+
+
+def test_what_a_backend_lacks_fails_naming_the_alternative(models):
+    tl, nn = models["transformerlens"], models["nnsight"]
+    with pytest.raises(AttributeError, match="runs on the nnsight backend.*get_activations"):
         _ = nn.run_with_cache
-    assert hasattr(nn.impl.model, "trace")  # the alternative named: an nnsight.NNsight
-    for model in models.values():
-        with pytest.raises(AttributeError, match=r"no attribute 'W_Q'.*run_with_cache"):
+    with pytest.raises(AttributeError, match="runs on the transformerlens backend.*hooks"):
+        _ = tl.trace
+    for model in (tl, nn):
+        with pytest.raises(AttributeError, match=r"no attribute 'W_Q'.*model\.impl\.model"):
             _ = model.W_Q
         assert not hasattr(model, "no_such_thing")
 
