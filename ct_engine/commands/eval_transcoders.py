@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from ct_engine.commands._shared import add_lazy_flags
 from ct_engine.options import DTYPE_NAMES
 
 NAME = "eval-transcoders"
@@ -39,8 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seq-len", type=int, default=128, help="longest sequence, BOS included")
     p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32", help="model dtype")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--lazy-encoder", action="store_true")
-    p.add_argument("--no-lazy-decoder", dest="lazy_decoder", action="store_false")
+    add_lazy_flags(p)
     p.add_argument("--plot", help="save the per-layer panels to this PNG")
     p.add_argument("--json", help="save every metric to this JSON file")
     p.add_argument("--no-progress", dest="progress", action="store_false")
