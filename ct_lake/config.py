@@ -403,10 +403,15 @@ class LakehouseConfig(_Strict):
     @property
     def mlflow_ui_url(self) -> str:
         """The MLflow UI that shows this config's runs (no trailing slash)."""
+        return self.mlflow_ui_url_for(self.tracking_uri)
+
+    def mlflow_ui_url_for(self, tracking_uri: str) -> str:
+        """The MLflow UI of runs tracked at ``tracking_uri``: the config's ``mlflow.ui_url``,
+        else the tracking server itself when it is one, else `make mlflow`'s address."""
         if self.mlflow.ui_url:
             return self.mlflow.ui_url
-        uri = self.tracking_uri
-        return uri.rstrip("/") if uri.startswith(("http://", "https://")) else MLFLOW_UI_URL
+        server = tracking_uri.startswith(("http://", "https://"))
+        return tracking_uri.rstrip("/") if server else MLFLOW_UI_URL
 
     @property
     def dagster_url(self) -> str:

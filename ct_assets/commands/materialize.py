@@ -187,10 +187,8 @@ def graphs_table(config, model: str, prompts: list[str]) -> str:
     keys = [prompt_key(text) for text in prompts]
     columns = ", ".join(c for c, _, _ in _COLUMNS)
     try:
-        con = connect(config.lake)
-        rows = con.execute(
-            f"SELECT prompt, {columns} FROM graph_overview WHERE model = ?", [model]
-        ).fetchall()
+        query = f"SELECT prompt, {columns} FROM graph_overview WHERE model = ?"
+        rows = connect(config.lake, for_query=query).execute(query, [model]).fetchall()
     except Exception as err:  # the table is a summary: a lake that cannot be read says why
         return f"(no table of the graphs: {type(err).__name__}: {err})"
     found = {row[0]: row[1:] for row in rows}

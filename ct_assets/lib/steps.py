@@ -166,9 +166,9 @@ def tracked_run(
         name = f"{model} · {short_prompt(text)}"
     else:
         model = partition
-        entry = next((m for m in config.models if m.name == model), None)
+        entry = config.model(model)
         tags |= {"ct.model": model}
-        params = {} if entry is None else {"model": entry.model, "transcoders": entry.transcoders}
+        params = {"model": entry.model, "transcoders": entry.transcoders}
         name = f"{model} · {context.job_name}"
     return TrackedRun(run_key(context.run.run_id, partition), name, tags, params)
 

@@ -121,10 +121,8 @@ class MlflowTracker(dg.ConfigurableResource):
         return uri, experiment, timeout, artifacts
 
     def ui_url(self, config: LakehouseConfig) -> str:
-        """Where MLflow's UI shows the runs: the config's, or this resource's tracking server."""
-        if self.tracking_uri and self.tracking_uri.startswith(("http://", "https://")):
-            return config.mlflow.ui_url or self.tracking_uri.rstrip("/")
-        return config.mlflow_ui_url
+        """Where MLflow's UI shows the runs of this resource's tracking URI."""
+        return config.mlflow_ui_url_for(self._settings(config)[0])
 
     def log_partition(
         self,
