@@ -195,7 +195,8 @@ def _all_rows(model, ctx, targets, batch_size, verbose, timings) -> torch.Tensor
                 for start, stop, block in _logit_rows(rows, ctx, targets):
                     adjacency[n_src + start : n_src + stop, :n_src] = block
         with _timed(timings, "feature_rows"):
-            for chunk in torch.split(in_bucket, batch):
+            # torch.split of an empty bucket (no feature active there) still yields one chunk
+            for chunk in torch.split(in_bucket, batch) if len(in_bucket) else ():
                 idx = chunk.to(feat_pos.device)
                 block = rows.compute(feat_layers[idx], feat_pos[idx], comps.encoder_vecs[idx])
                 adjacency[chunk, :n_src] = block.cpu()

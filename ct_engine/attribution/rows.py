@@ -105,6 +105,8 @@ class RowComputer:
         n, B, T, Tp = len(layers), self.batch_size, ctx.n_pos, self.n_pos
         if n > B:
             raise ValueError(f"{n} targets do not fit a batch of {B}")
+        if n == 0:  # e.g. a prompt prefix where no feature is active: nothing to seed
+            return self._row[:0].zero_()
         if int(positions.max()) >= Tp:
             raise ValueError(f"a target at position {int(positions.max())} is past the prefix {Tp}")
         outputs, seeds = [], []
