@@ -18,3 +18,17 @@ DTYPE_NAMES = {
     "float16": "float16",
     "fp16": "float16",
 }
+
+# A graph's slug names its JSON file in a viewer's folder (``<slug>.json``): a plain file name.
+SLUG_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+def check_slug(slug: str) -> None:
+    """Raises ``ValueError`` unless ``slug`` is a plain file name (:data:`SLUG_PATTERN`, the whole string)."""
+    import re
+
+    if not isinstance(slug, str) or not re.fullmatch(SLUG_PATTERN, slug):
+        raise ValueError(
+            f"slug {slug!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
