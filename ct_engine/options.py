@@ -24,7 +24,8 @@ SLUG_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
 
 def check_slug(slug: str) -> None:
-    """Raises ``ValueError`` unless ``slug`` is a plain file name (:data:`SLUG_PATTERN`, the whole string)."""
+    """Raises ``ValueError`` unless the whole of ``slug`` is a plain file name
+    (:data:`SLUG_PATTERN`)."""
     import re
 
     if not isinstance(slug, str) or not re.fullmatch(SLUG_PATTERN, slug):
