@@ -556,6 +556,17 @@ def config_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get(CONFIG_ENV) or default_config()).resolve()
 
 
+def _yaml_error(shown: str, err: yaml.YAMLError) -> str:
+    """One line for invalid YAML: ``file:line:column: invalid YAML: problem`` (1-based)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    if context and problem.startswith("but "):  # "but found another document" needs its start
+        problem = f"{context}, {problem}"
+    return f"{shown}{where}: invalid YAML: {problem}"
+
+
 def load_config(path: str | Path | None = None) -> LakehouseConfig:
     """Read and validate the configuration (``path``, else ``$CT_CONFIG``, else
     ``./ct_lakehouse.yaml``, else the packaged default), with ``$CT_LAKE`` and
@@ -568,14 +579,17 @@ def load_config(path: str | Path | None = None) -> LakehouseConfig:
     path = config_path(path)
     shown = _shown(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as err:
         raise ConfigError(f"no lakehouse config at {path} (set {CONFIG_ENV})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{shown}: not UTF-8 text (byte {err.start}: {err.object[err.start]:#04x})"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{shown}: cannot read the config: {err.strerror}") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{shown}: invalid YAML{where}: {problem}") from None
+        raise ConfigError(_yaml_error(shown, err)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{shown}: expected a mapping at the top level")
     if "path" in raw:
