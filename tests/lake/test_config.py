@@ -219,7 +219,7 @@ def test_unreadable_files_are_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "ct_lakehouse.yaml"
     path.write_text("models: [\n  {name: a\n")
-    with pytest.raises(ConfigError, match=r"^ct_lakehouse.yaml: invalid YAML at line \d+: "):
+    with pytest.raises(ConfigError, match=r"^ct_lakehouse.yaml:\d+:\d+: invalid YAML: "):
         load_config(path)
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="^ct_lakehouse.yaml: expected a mapping"):
