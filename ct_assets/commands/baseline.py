@@ -32,12 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ct_assets.lib.golden import load_golden
     from ct_lake.config import load_config
     from ct_lake.lake import Lake
 
     try:
         config = load_config(args.config)
+        if args.model:
+            config.model(args.model)  # a model the config does not declare has no cells
+        from ct_assets.lib.golden import load_golden
+
         cells = load_golden(config, args.model)
     except ValueError as err:
         print(f"ct baseline: error: {err}", file=sys.stderr)

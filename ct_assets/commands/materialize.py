@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from ct_assets.commands._common import add_config_flag, load
+from ct_assets.commands._common import add_config_flag, instance_for, load_config_of
 
 NAME = "materialize"
 HELP = "materialize every asset for a model and its prompts (runs show in the Dagster UI)"
@@ -49,12 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config, instance = load(args)
+        config = load_config_of(args, model=args.model or "")
         from ct_assets.lib.profiles import current_profile
-        from ct_assets.lib.runner import materialize_on_workers
 
         model = args.model or config.models[0].name
-        config.model(model)
         # A prompts file replaces the config's sets, unless sets are named too.
         sets = args.prompt_set or ([] if args.prompts_file else list(config.prompt_sets))
         unknown = [s for s in sets if s not in config.prompt_sets]
@@ -64,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             )
         prompts = [t for s in sets for t in config.prompt_sets[s]]
         prompts += _read_prompts(args.prompts_file) if args.prompts_file else []
+        if any(not text.strip() for text in args.prompt or []):
+            raise ValueError("the prompt is empty: --prompt needs some text")
         prompts += args.prompt or []
         if args.golden:
             from ct_assets.lib.golden import load_golden
@@ -74,10 +74,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("no prompts: add a prompt set to the config or pass --prompt")
         if args.partitions_per_run < 1:
             raise ValueError("--partitions-per-run must be at least 1")
+        instance = instance_for(config)
         start = time.perf_counter()
         if current_profile() == "local":
             summary = _materialize_here(config, model, prompts, instance, verbose=args.verbose)
         else:
+            from ct_assets.lib.runner import materialize_on_workers
+
             summary = materialize_on_workers(
                 config,
                 model,

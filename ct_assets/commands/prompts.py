@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ct_assets.commands._common import add_config_flag, load
+from ct_assets.commands._common import add_config_flag, instance_for, load_config_of
 
 NAME = "prompts"
 HELP = "register prompts as lakehouse partitions"
@@ -25,10 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
+            config = load_config_of(args)
+            for model in args.model:
+                config.model(model)  # every model named exists, before Dagster starts
             from ct_assets.lib.context import multi_key
             from ct_lake.prompts import register_prompts
 
-            config, instance = load(args)
+            instance = instance_for(config)
             registered = register_prompts(config, args.texts, args.model, instance)
             for key, text in registered.prompts.items():
                 state = "new" if key in registered.new_prompts else "known"
