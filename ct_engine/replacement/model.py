@@ -38,13 +38,14 @@ class ReplacementModel:
     (positions whose features and errors are zeroed: the leading special token), ``scan``.
 
     The TransformerLens-style surface of circuit-tracer's notebooks is the same on both
-    backends: ``to_tokens``, ``to_str_tokens``, ``to_string``, ``generate``, ``W_U``,
-    ``feature_input_hook``, ``feature_output_hook``. ``impl`` is the backend
-    (:mod:`~ct_engine.replacement.transformerlens` or :mod:`~ct_engine.replacement.nnsight`)
-    and ``impl.model`` the library's model it runs (a ``TransformerBridge`` or an
-    ``nnsight.NNsight``). The names in :attr:`DELEGATED` are read from it: ``run_with_cache``,
-    ``run_with_hooks``, ``hooks`` and ``hook_dict`` on TransformerLens, ``trace`` on nnsight;
-    on the other backend each raises an ``AttributeError`` that names what to use instead.
+    backends: ``model(prompt)`` (``forward``: the logits), ``to_tokens``, ``to_str_tokens``,
+    ``to_string``, ``generate``, ``W_U``, ``feature_input_hook``, ``feature_output_hook``.
+    ``impl`` is the backend (:mod:`~ct_engine.replacement.transformerlens` or
+    :mod:`~ct_engine.replacement.nnsight`) and ``impl.model`` the library's model it runs (a
+    ``TransformerBridge`` or an ``nnsight.NNsight``). The names in :attr:`DELEGATED` are read
+    from it: ``run_with_cache``, ``run_with_hooks``, ``hooks`` and ``hook_dict`` on
+    TransformerLens, ``trace`` on nnsight; on the other backend each raises an
+    ``AttributeError`` that names what to use instead.
     """
 
     def __init__(
@@ -85,8 +86,8 @@ class ReplacementModel:
     @classmethod
     def from_pretrained(
         cls,
-        model_name_or_dir: str | Path,
-        transcoders: str | Path | Transcoders,
+        model_name: str | Path,
+        transcoder_set: str | Path | Transcoders,
         backend: str = "transformerlens",
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
@@ -97,8 +98,8 @@ class ReplacementModel:
         """Load a model (a local Hugging Face directory or a hub id) and its transcoders.
 
         Args:
-            model_name_or_dir: local directory with ``config.json`` and weights, or a hub id.
-            transcoders: a transcoder reference (local folder, ``owner/repo[/sub][@rev]``,
+            model_name: local directory with ``config.json`` and weights, or a hub id.
+            transcoder_set: a transcoder reference (local folder, ``owner/repo[/sub][@rev]``,
                 ``hf://...``, ``gemma``, ``llama``) or already-loaded :class:`Transcoders`.
             backend: ``"transformerlens"`` or ``"nnsight"``.
             device: defaults to CUDA when available, else CPU.
@@ -109,17 +110,17 @@ class ReplacementModel:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
         device = torch.device(device) if device is not None else default_device()
         try:
-            name = resolve_model(str(model_name_or_dir))
+            name = resolve_model(str(model_name))
         except FileNotFoundError as err:
             raise ModelLoadError(str(err)) from err
         _check_model_reference(name)
 
         def load_tc(d_model: int, n_layers: int) -> Transcoders:
-            if isinstance(transcoders, Transcoders):
-                _check_transcoder_shape(transcoders, d_model, n_layers)
-                return transcoders.to(device=device, dtype=dtype)
+            if isinstance(transcoder_set, Transcoders):
+                _check_transcoder_shape(transcoder_set, d_model, n_layers)
+                return transcoder_set.to(device=device, dtype=dtype)
             return load_transcoders(
-                transcoders,
+                transcoder_set,
                 device=device,
                 dtype=dtype,
                 lazy_encoder=lazy_encoder,
@@ -143,7 +144,7 @@ class ReplacementModel:
                 f"could not load model {name!r}: {err}. Give a local Hugging Face model "
                 "directory (config.json + weights + tokenizer) or a hub id while online."
             ) from err
-        name = str(model_name_or_dir)
+        name = str(model_name)
         return cls(impl, impl.transcoders, model_name=name, zero_positions=zero_positions_for(name))
 
     @classmethod
@@ -293,6 +294,28 @@ class ReplacementModel:
         )
 
     # -- the model surface of circuit-tracer's notebooks --------------------------------------
+
+    def forward(self, input, return_type: str = "logits") -> torch.Tensor:
+        """Logits of a plain forward pass, as ``model(prompt)`` in circuit-tracer's notebooks
+        (TransformerLens's ``forward``): ``(1, T, V)`` for one prompt (a string gets the
+        leading special token, as in :meth:`ensure_tokenized`), ``(B, T, V)`` for a list of
+        same-length prompts or a ``(B, T)`` tensor. No gradients are kept.
+
+        Raises:
+            ValueError: ``return_type`` other than ``"logits"`` (the loss is not computed here).
+        """
+        if return_type != "logits":
+            raise ValueError(
+                f"return_type={return_type!r} is not supported: the replacement model returns "
+                "logits only (return_type='logits')"
+            )
+        from ct_engine.interventions.intervene import tokens_of
+        from ct_engine.replacement.edits import ForwardEdits
+
+        return self.impl.edited_run(tokens_of(self, input, allow_batch=True), ForwardEdits())
+
+    def __call__(self, input, return_type: str = "logits") -> torch.Tensor:
+        return self.forward(input, return_type)
 
     @property
     def feature_input_hook(self) -> str:
