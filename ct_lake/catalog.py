@@ -30,10 +30,12 @@ files that are no longer current.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from ct_lake.package_data import sql_dir
-from ct_lake.storage import LakeError, Location
+from ct_lake.storage import DamagedLog, LakeError, Location
 
 # pyarrow and the lake's table modules are imported where used: a query that needs no view
 # (ct sql "SELECT 1") runs without them (:func:`execute`).
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from ct_lake.tables import TableSpec
 
 SQL_DIR = sql_dir()
+MAX_DAMAGED_FILES = 100  # a table with more is not worth reading further: check the lake
 REGISTERED_PREFIX = "_delta_"  # S3 lakes: the registered dataset behind base view <table>
 _HEADER = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)\s+AS\b", re.IGNORECASE)
 # comments (-- and /* */) and string literals: what the view-dependency scan ignores
@@ -274,32 +277,55 @@ def _check_local_path(uri: str) -> str:
     return uri
 
 
-def base_view_sql(con: duckdb.DuckDBPyConnection, snap: TableSnapshot) -> str:
-    """``CREATE OR REPLACE VIEW <table>`` over the files of a local table snapshot."""
+def base_view_sql(
+    con: duckdb.DuckDBPyConnection,
+    snap: TableSnapshot,
+    damaged: Mapping[str, str] | None = None,
+    skip_damaged: bool = False,
+) -> str:
+    """``CREATE OR REPLACE VIEW <table>`` over the files of a local table snapshot.
+
+    ``damaged`` (file path relative to the table: why it cannot be read) are left out of the
+    ``read_parquet`` lists; each becomes a branch of its own that raises an error naming it when
+    a query reads its partition (a filter on other partitions never does), or, with
+    ``skip_damaged``, nothing at all."""
     name = snap.spec.name
-    if not snap.files:
+    damaged = damaged or {}
+    good = [f for f in snap.files if f.path not in damaged]
+    bad = [] if skip_damaged else [f for f in snap.files if f.path in damaged]
+    if not good and not bad:
         return empty_view_sql(con, name, snap.schema)
     types = dict(schema_columns(con, snap.schema))
     data_columns = snap.data_columns
-    uris = {f.path: _check_local_path(f"{snap.uri}/{f.path}") for f in snap.files}
+    uris = {f.path: _check_local_path(f"{snap.uri}/{f.path}") for f in good}
     created = snap.created_columns
     added = [c for c in data_columns if created is None or c not in created]
     groups: dict[frozenset[str] | None, list[str]] = {}
-    if not added:  # the creation schema: every file has every column
+    if not good:
+        pass
+    elif not added:  # the creation schema: every file has every column
         groups[frozenset()] = list(uris.values())
     else:
         # Columns added later are missing from older files. The log's statistics tell which
         # file has which (grouped, each group one read_parquet); where they cannot (list and
         # map columns have no statistics), DuckDB compares the files' footers itself.
-        known = frozenset().union(*(f.columns or frozenset() for f in snap.files))
-        if any(f.columns is None for f in snap.files) or not set(added) <= known:
+        known = frozenset().union(*(f.columns or frozenset() for f in good))
+        if any(f.columns is None for f in good) or not set(added) <= known:
             groups[None] = list(uris.values())
         else:
-            for f in snap.files:
+            for f in good:
                 groups.setdefault(frozenset(c for c in added if c in f.columns), []).append(
                     uris[f.path]
                 )
     selects = []
+    for f in bad:
+        items = [f"CAST(NULL AS {types[c]}) AS {_quote(c)}" for c in data_columns]
+        items += [
+            f"{_literal(v)} AS {_quote(c)}"
+            for c, v in zip(snap.spec.partitions, f.partition, strict=True)
+        ]
+        message = damaged_message(name, f.path, damaged[f.path])
+        selects.append(f"SELECT {', '.join(items)} WHERE error({_literal(message)}) IS NULL")
     for has, paths in groups.items():
         items = [
             _quote(c)
@@ -317,11 +343,62 @@ def base_view_sql(con: duckdb.DuckDBPyConnection, snap: TableSnapshot) -> str:
     return f"CREATE OR REPLACE VIEW {name} AS\n" + "\nUNION ALL\n".join(selects)
 
 
-def _create_base_view(con: duckdb.DuckDBPyConnection, snap: TableSnapshot) -> None:
+def damaged_message(table: str, path: str, reason: str) -> str:
+    """What a query that reads a damaged data file is told."""
+    return (
+        f"table {table}: damaged data file {table}/{path} ({reason}); `ct lake check` lists "
+        "the lake's damaged files, `ct lake check --quarantine` moves them aside"
+    )
+
+
+def damaged_files(snap: TableSnapshot) -> dict[str, str]:
+    """The data files of ``snap`` whose Parquet footer cannot be read: ``{path: why}``."""
+    import pyarrow.parquet as pq
+
+    fs, root = snap.lake._filesystem(snap.spec.name)
+    found = {}
+    for f in snap.files:
+        try:
+            with fs.open_input_file(f"{root}/{f.path}") as handle:
+                pq.read_metadata(handle)
+        except Exception as err:  # any unreadable file: ArrowInvalid, OSError, ...
+            found[f.path] = _first_line(err)
+        if len(found) >= MAX_DAMAGED_FILES:
+            break
+    return found
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _create_base_view(
+    con: duckdb.DuckDBPyConnection,
+    snap: TableSnapshot,
+    damaged: dict[str, str] | None = None,
+    skip_damaged: bool = False,
+) -> None:
     name = snap.spec.name
     if snap.lake.location.is_local or not snap.files:
-        con.execute(base_view_sql(con, snap))
+        try:
+            con.execute(base_view_sql(con, snap, damaged, skip_damaged))
+            return
+        except duckdb.Error:
+            # DuckDB reads a file's footer to make the view: one damaged file would take the
+            # view, and every query of the connection, with it. The damaged files are found and
+            # set apart; a failure that none explains is the view's own.
+            found = {p: why for p, why in damaged_files(snap).items() if p not in (damaged or {})}
+            if not found:
+                raise
+            if damaged is None:
+                damaged = {}
+            damaged.update(found)
+        con.execute(base_view_sql(con, snap, damaged, skip_damaged))
         return
+    if damaged and skip_damaged:  # else pyarrow's error names the file when it is read
+        kept = tuple(f for f in snap.files if f.path not in damaged)
+        snap = dataclasses.replace(snap, files=kept)
     registered = REGISTERED_PREFIX + name
     con.register(registered, snap.dataset())
     columns = ", ".join(_quote(f.name) for f in snap.schema)
@@ -342,21 +419,51 @@ def create_views(
     lake: Lake | Location | str | Path,
     as_of: AsOf = None,
     views: list[ViewFile] | None = None,
+    *,
+    damaged: dict[str, dict[str, str]] | None = None,
+    skip_damaged: bool = False,
 ) -> list[ViewFile]:
     """Create ``views`` (default: every view; each after the views it uses, as
     :func:`load_views` and :func:`views_for` order them) on ``con`` over ``lake``, its tables
     now or as of ``as_of``. Only the base views' tables are read (all of them for ``as_of``,
-    which is checked against the lake's history even when no table is)."""
+    which is checked against the lake's history even when no table is).
+
+    A damaged table stays out of the way of the others: a data file DuckDB cannot open is
+    found and set apart (:func:`base_view_sql`), and a table whose Delta log cannot be read
+    gets a view with its columns that raises the log's error when a query reads it. The files
+    found (and those the caller already knows) are in ``damaged`` (``{table: {path: why}}``),
+    which the caller may pass to learn them; ``skip_damaged`` leaves them out of the views
+    instead of raising (the viewer's list of graphs)."""
+    from ct_lake.tables import TABLES
+
     lake = as_lake(lake)
     views = load_views() if views is None else views
+    damaged = {} if damaged is None else damaged
+    broken: dict[str, str] = {}  # table: why its log cannot be read
     if as_of is None:
-        snapshots = {view.name: lake.snapshot(view.name) for view in views if view.is_base}
+        snapshots = {}
+        for view in views:
+            if view.is_base:
+                try:
+                    snapshots[view.name] = lake.snapshot(view.name)
+                except DamagedLog as err:
+                    broken[view.name] = str(err)
     else:
         snapshots = lake.snapshots(as_of)
     for view in views:
         try:
-            if view.is_base:
-                _create_base_view(con, snapshots[view.name])
+            if view.name in broken:
+                spec = TABLES[view.name]
+                schema = spec.schema
+                for column in spec.partitions:
+                    schema = schema.append(pa_string_field(column))
+                sql = empty_view_sql(con, view.name, schema).removesuffix(" WHERE false")
+                con.execute(f"{sql} WHERE error({_literal(broken[view.name])}) IS NULL")
+            elif view.is_base:
+                found = damaged.setdefault(view.name, {})
+                _create_base_view(con, snapshots[view.name], found, skip_damaged)
+                if not found:
+                    del damaged[view.name]
             else:
                 con.execute(view.sql)
         except duckdb.Error as err:
@@ -364,25 +471,95 @@ def create_views(
     return views
 
 
+def pa_string_field(name: str):
+    import pyarrow as pa
+
+    return pa.field(name, pa.string())
+
+
 def connect(
-    lake: Lake | Location | str | Path, as_of: AsOf = None, *, for_query: str | None = None
+    lake: Lake | Location | str | Path,
+    as_of: AsOf = None,
+    *,
+    for_query: str | None = None,
+    sandbox: bool = False,
+    damaged: dict[str, dict[str, str]] | None = None,
+    skip_damaged: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with every view over ``lake`` (now or as of ``as_of``),
     or with only the views ``for_query`` needs (:func:`views_for`).
 
-    ``as_of``: a lake version (int) or an ISO-8601 timestamp (see :mod:`ct_lake.lake`)."""
+    ``as_of``: a lake version (int) or an ISO-8601 timestamp (see :mod:`ct_lake.lake`).
+    ``sandbox``: the connection then reads only the lake's files (:func:`lock_down`).
+    ``damaged``, ``skip_damaged``: see :func:`create_views`."""
     views = None if for_query is None else views_for(for_query)
     con = duckdb.connect()
     try:
-        create_views(con, lake, as_of, views)
+        create_views(con, lake, as_of, views, damaged=damaged, skip_damaged=skip_damaged)
+        if sandbox:
+            lock_down(con, lake)
     except BaseException:
         con.close()
         raise
     return con
 
 
+# Statements a sandboxed query may hold: they read (EXPLAIN ANALYZE runs a read; PRAGMA and
+# CALL run DuckDB's built-in functions, whose settings lock_down locks).
+READ_ONLY_STATEMENTS = frozenset(
+    {
+        duckdb.StatementType.SELECT,
+        duckdb.StatementType.EXPLAIN,
+        duckdb.StatementType.PRAGMA,
+        duckdb.StatementType.CALL,
+    }
+)
+
+
+class WritingQuery(CatalogError):
+    """A sandboxed query holds a statement that writes or changes the connection."""
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, lake: Lake | Location | str | Path) -> None:
+    """Let ``con`` read files of the lake's folder only (none on an S3 lake, whose tables
+    DuckDB reads through registered Python datasets), never install or load an extension,
+    and never change these settings again."""
+    location = getattr(lake, "location", None) or Location.parse(lake)
+    folders = [location.uri.rstrip("/") + "/"] if location.is_local else []
+    con.execute("SET allowed_directories = " + _string_list(folders))
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+def _string_list(items: list[str]) -> str:
+    return "[" + ", ".join(_literal(i) for i in items) + "]"
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """:class:`WritingQuery` unless every statement of ``query`` only reads (a query DuckDB
+    cannot parse passes: running it gives DuckDB's own error)."""
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error:
+        return
+    writing = sorted({s.type.name for s in statements} - {t.name for t in READ_ONLY_STATEMENTS})
+    if writing:
+        raise WritingQuery(
+            f"the query has statements that write or change settings ({', '.join(writing)}); "
+            "queries read only, unless --write is given"
+        )
+
+
 def execute(
-    lake: Lake | Location | str | Path, query: str, as_of: AsOf = None
+    lake: Lake | Location | str | Path,
+    query: str,
+    as_of: AsOf = None,
+    *,
+    sandbox: bool = False,
+    damaged: dict[str, dict[str, str]] | None = None,
+    skip_damaged: bool = False,
 ) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
     """Run ``query`` over the lake's views: ``(connection, cursor)``, the cursor holding the
     result of its last statement; the result, or the error, that a connection with every view
@@ -395,14 +572,31 @@ def execute(
     result. DuckDB binds a statement before it runs it, so one that names a missing view fails
     before it ran, and what ran before it only read. ``SELECT 1`` reads no Delta log and
     imports no pyarrow; a query over one table reads that table's log only. Any other query
-    (one that writes, or that DuckDB cannot parse) runs once, with every view."""
+    (one that writes, or that DuckDB cannot parse) runs once, with every view.
+
+    ``sandbox``: only reading statements (:class:`WritingQuery` otherwise), and every
+    connection reads the lake's files only (:func:`lock_down`). A query without any statement
+    (empty, or only comments) is a ValueError. ``damaged``, ``skip_damaged``: see
+    :func:`create_views`."""
+    options = {"sandbox": sandbox, "damaged": damaged, "skip_damaged": skip_damaged}
     con = duckdb.connect()
     try:
-        read_only = all(
-            s.type == duckdb.StatementType.SELECT for s in con.extract_statements(query)
-        )
+        statements = con.extract_statements(query)
     except duckdb.Error:
-        read_only = False
+        statements = None
+    if statements == []:
+        con.close()
+        raise ValueError("the query has no SQL statement (it is empty or only comments)")
+    read_only = statements is not None and all(
+        s.type == duckdb.StatementType.SELECT for s in statements
+    )
+    if sandbox:
+        try:
+            check_read_only(con, query)
+            lock_down(con, lake)
+        except BaseException:
+            con.close()
+            raise
     if read_only and not _reads_catalog({word.lower() for word in _WORD.findall(query)}):
         if as_of is None:
             try:
@@ -410,13 +604,13 @@ def execute(
             except duckdb.Error:
                 pass
         con.close()
-        con = connect(lake, as_of, for_query=query)
+        con = connect(lake, as_of, for_query=query, **options)
         try:
             return con, con.execute(query)
         except duckdb.Error:
             pass
     con.close()
-    con = connect(lake, as_of)
+    con = connect(lake, as_of, **options)
     try:
         return con, con.execute(query)
     except BaseException:

@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,17 +140,41 @@ def _tree_files(folder: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def remove_temporaries(folder: Path) -> int:
-    """Delete the ``.*.tmp`` files and folders killed writers left below ``folder``; how many."""
+# A temporary file or folder untouched for this long belongs to a writer that is gone: a live
+# writer changes its file (or its folder's files) far more often than that.
+SWEEP_GRACE_S = 3600.0
+_SWEPT: set[str] = set()  # lakes swept by this process (LakeFiles._sweep_once)
+
+
+def remove_temporaries(folder: Path, older_than_s: float = SWEEP_GRACE_S) -> int:
+    """Delete the ``.*.tmp`` files and folders (the temporary names of this module's atomic
+    writes) that killed writers left below ``folder`` and that nothing changed for
+    ``older_than_s`` seconds (a folder: nothing in it either); return how many."""
     removed = 0
-    if folder.is_dir():
-        for path in sorted(folder.rglob(".*.tmp"), reverse=True):
-            if path.is_dir():
+    if not folder.is_dir():
+        return 0
+    now = time.time()
+    for path in sorted(folder.rglob(".*.tmp"), reverse=True):
+        try:
+            if now - _last_change(path) < older_than_s:
+                continue
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
-            removed += 1
+        except FileNotFoundError:  # its writer finished (renamed it) meanwhile
+            continue
+        removed += 1
     return removed
+
+
+def _last_change(path: Path) -> float:
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for inner in path.rglob("*"):
+            with contextlib.suppress(OSError):
+                newest = max(newest, inner.lstat().st_mtime)
+    return newest
 
 
 @contextlib.contextmanager
@@ -222,6 +247,7 @@ class LakeFiles:
         then publish): on a local lake that is already the file, on S3 it is uploaded.
         """
         parts = self._relative(kind, name, keys)
+        self._sweep_once()
         if isinstance(source, str):
             source = Path(source)
         if self.location.is_local:
@@ -319,6 +345,7 @@ class LakeFiles:
         if not folder.is_dir():
             raise FileNotFoundError(f"no folder {folder}")
         parts = self._relative(kind, name, keys)
+        self._sweep_once()
         files = _tree_files(folder)
         if any(rel == TREE_MANIFEST for rel, _ in files):
             raise ValueError(f"{folder} holds a file named {TREE_MANIFEST}, reserved for the lake")
@@ -386,11 +413,24 @@ class LakeFiles:
             f"the folder {self.location.child(*parts).uri} kept changing while it was downloaded"
         )
 
-    def sweep_files(self) -> int:
-        """Remove temporary files and folders left under ``files/`` by killed local writers."""
+    def sweep_files(self, older_than_s: float = SWEEP_GRACE_S) -> int:
+        """Remove temporary files and folders left under ``files/`` by killed local writers
+        (untouched for ``older_than_s`` seconds, see :func:`remove_temporaries`)."""
         if not self.location.is_local:
             return 0
-        return remove_temporaries(self.location.local_path / FILES)
+        return remove_temporaries(self.location.local_path / FILES, older_than_s)
+
+    def sweep(self, older_than_s: float = SWEEP_GRACE_S) -> int:
+        return self.sweep_files(older_than_s)
+
+    def _sweep_once(self) -> None:
+        """:meth:`sweep` before this process's first write to this lake: what killed writers
+        left goes at the next run, without a command to remember."""
+        if not self.location.is_local or self.location.uri in _SWEPT:
+            return
+        _SWEPT.add(self.location.uri)
+        with contextlib.suppress(OSError):  # a sweep that fails must not fail the write
+            self.sweep()
 
     # -- S3 helpers -------------------------------------------------------------------------
 

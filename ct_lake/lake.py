@@ -72,9 +72,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from ct_lake.files import LakeFiles, remove_temporaries
+from ct_lake.files import SWEEP_GRACE_S, LakeFiles, remove_temporaries
 from ct_lake.keys import check_model_key, check_prompt_key
-from ct_lake.storage import LakeError, Location
+from ct_lake.storage import DamagedLog, LakeError, Location
 from ct_lake.tables import TABLES, TableSpec, table
 
 DEFAULT_RETENTION_HOURS = 7 * 24
@@ -270,6 +270,7 @@ class Lake(LakeFiles):
         else:
             data = pa.Table.from_pylist(list(rows), schema=spec.schema)
         uri = self.location.child(name, *_partition_parts(spec, values)).uri
+        self._sweep_once()
         with self.location.errors(f"write table {name} of"), self._locked():
             _commit(lambda: self._write_once(spec, values, data))
         return uri, data.num_rows
@@ -653,14 +654,16 @@ class Lake(LakeFiles):
         self._history.pop(name, None)
         return max(0, before - entries())
 
-    def sweep(self) -> int:
-        """Remove temporary files (``.*.tmp``) left by killed file writers; return how many.
+    def sweep(self, older_than_s: float = SWEEP_GRACE_S) -> int:
+        """Remove temporary files (``.*.tmp``) left by killed file writers, untouched for
+        ``older_than_s`` seconds; return how many. Each process sweeps before its first write
+        to a lake (``ct lake sweep`` does it on demand).
 
         Data files of killed table writers are unlisted, hence invisible; :meth:`optimize`
         deletes them once they are older than its retention."""
         if not self.location.is_local:
             return 0
-        return remove_temporaries(self.root)
+        return remove_temporaries(self.root, older_than_s)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -684,7 +687,7 @@ class Lake(LakeFiles):
     def _handle(self, name: str):
         """The table's DeltaTable at its latest version (None if it does not exist)."""
         from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
+        from deltalake.exceptions import DeltaError, TableNotFoundError
 
         cached = self._handles.get(name)
         if cached is not None:
@@ -693,6 +696,11 @@ class Lake(LakeFiles):
                 dt.update_incremental()
             except (TableNotFoundError, OSError):
                 del self._handles[name]  # removed (and maybe made again) under our feet
+            except DeltaError as err:
+                del self._handles[name]
+                if not _is_damage(err):
+                    raise
+                raise self._damaged_log(name, err) from None
             else:
                 # An incrementally updated handle replays every commit since it was loaded, so
                 # its updates and writes slow down with each one (130 ms instead of 20 ms after
@@ -703,8 +711,18 @@ class Lake(LakeFiles):
             dt = DeltaTable(self.table_uri(name), storage_options=self.location.storage_options())
         except TableNotFoundError:
             return None
+        except DeltaError as err:
+            if not _is_damage(err):
+                raise
+            raise self._damaged_log(name, err) from None
         self._handles[name] = (dt, dt.version())
         return dt
+
+    def _damaged_log(self, name: str, err: Exception) -> DamagedLog:
+        return DamagedLog(
+            f"table {name} of lake {self.location.describe()} has a damaged Delta log "
+            f"({_first_line(err)}); `ct lake check` lists what is damaged"
+        )
 
     def _at_version(self, name: str, version: int):
         from deltalake import DeltaTable
@@ -837,6 +855,21 @@ def _is_conflict(err: Exception) -> bool:
     return any(
         mark in text for mark in ("already exists", "version mismatch", "concurrent", "conflict")
     )
+
+
+# Words of delta-rs errors about what a log holds, not about reaching it.
+_DAMAGE_WORDS = ("json", "parse", "checkpoint", "parquet", "invalid", "unexpected", "missing")
+
+
+def _is_damage(err: Exception) -> bool:
+    """Whether a deltalake error loading a table says its log is damaged (not unreachable)."""
+    text = str(err).lower()
+    return not isinstance(err, OSError) and any(word in text for word in _DAMAGE_WORDS)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def _creation_note(spec: TableSpec, schema: pa.Schema) -> str:

@@ -120,6 +120,11 @@ class LakeError(ValueError):
     """
 
 
+class DamagedLog(LakeError):
+    """A Delta table's log cannot be read (a log entry or checkpoint is not what Delta Lake
+    wrote): the table cannot be read, the lake's other tables can (``ct lake check``)."""
+
+
 def _env(*names: str) -> str | None:
     for name in names:
         value = os.environ.get(name)

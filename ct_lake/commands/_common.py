@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 
@@ -15,9 +16,27 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def one_line(err: BaseException) -> str:
-    """The first non-blank line of an error's message (its type name if it has none)."""
+    """The first non-blank line of an error's message (its type name if it has none), its
+    control characters escaped (:func:`printable`: the message may quote stored text)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
+    return printable(lines[0]) if lines else type(err).__name__
+
+
+# Characters a terminal acts on instead of showing: C0 and C1 controls, DEL, and the
+# bidirectional overrides and isolates that reorder what is shown.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x1b``, ``\\u202e``...),
+    so that text read from the lake cannot move the cursor, clear or retitle a terminal."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    c = match.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
 def human_bytes(n: float) -> str:

@@ -4,6 +4,14 @@
 ``--file PATH`` reads the query from a file; ``--views`` lists the views and their columns.
 At most ``--max-rows`` rows are printed (0: all); a note on stderr says when rows were left
 out. A bad query exits with status 2 and a one-line message on stderr.
+
+Queries read, and read only the lake: statements that write or change settings (``COPY``,
+``ATTACH``, ``CREATE``, ``INSTALL``, ``SET``...) are refused, files outside the lake's folder
+cannot be read, and no extension is installed or loaded (:func:`ct_lake.catalog.lock_down`).
+``--write`` lifts all of this, for a query that means to write (``COPY ... TO 'out.parquet'``).
+Text from the lake is printed with its control characters escaped (``\x1b`` for ESC) in
+tables and error messages, so stored text cannot drive the terminal; ``csv`` and ``json``
+keep the data as it is (JSON escapes every control character).
 """
 
 from __future__ import annotations
@@ -14,16 +22,18 @@ import datetime
 import decimal
 import json
 import math
+import re
 import sys
 import uuid
 from pathlib import Path
 
-from ct_lake.commands._common import add_config_flag, one_line
+from ct_lake.commands._common import add_config_flag, one_line, printable
 
 NAME = "sql"
 HELP = "query the lake with DuckDB SQL over its views (ct sql --views lists them)"
 DESCRIPTION = "Run a DuckDB query over the lake's views (sql/views/) and print the result."
 MAX_CELL = 60
+_JSON_CONTROL = re.compile("[\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument(
         "--max-rows", type=int, default=100, help="print at most this many rows (0: all)"
+    )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="let the query write and reach beyond the lake (COPY, ATTACH, CREATE, any file, "
+        "extensions); without it a query only reads the lake",
     )
     add_config_flag(p)
 
@@ -60,12 +76,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         # with only the views the query names: reading every table's Delta log would cost most
         # of a query's time
-        _, cursor = execute(lake, query, as_of=args.as_of)
+        _, cursor = execute(lake, query, as_of=args.as_of, sandbox=not args.write)
         columns = [d[0] for d in cursor.description or []]
         limit = args.max_rows or None
         rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit + 1)
     except (duckdb.Error, CatalogError, ValueError, OSError) as err:
-        print(f"ct sql: error: {one_line(err)}", file=sys.stderr)
+        print(f"ct sql: error: {_message(err)}", file=sys.stderr)
         return 2
     more = limit is not None and len(rows) > limit
     rows = rows[:limit] if more else rows
@@ -76,6 +92,14 @@ def run(args: argparse.Namespace) -> int:
     if more:
         print(f"(more than {limit} rows; --max-rows 0 prints all)", file=sys.stderr)
     return 0
+
+
+def _message(err: BaseException) -> str:
+    # The lake's own errors, raised inside a query by DuckDB's error(), carry its prefix.
+    message = one_line(err).removeprefix("Invalid Input Error: ")
+    if message.startswith("Permission Error:"):
+        message += " (ct sql reads the lake's files only; --write lifts this)"
+    return message
 
 
 def _plain(value):
@@ -115,7 +139,8 @@ def print_table(columns: list[str], rows: list[tuple]) -> None:
         all(isinstance(row[i], int | float) or row[i] is None for row in rows) and bool(rows)
         for i in range(len(columns))
     ]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    heads = [_clip(c) for c in columns]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(heads)]
 
     def line(values: list[str]) -> str:
         parts = [
@@ -124,7 +149,7 @@ def print_table(columns: list[str], rows: list[tuple]) -> None:
         ]
         return "  ".join(parts).rstrip()
 
-    print(line(columns))
+    print(line(heads))
     print("  ".join("-" * w for w in widths))
     for row in cells:
         print(line(row))
@@ -132,7 +157,7 @@ def print_table(columns: list[str], rows: list[tuple]) -> None:
 
 
 def _clip(text: str) -> str:
-    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+    text = printable(text)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
@@ -154,7 +179,9 @@ def _csv_cell(value) -> str:
 
 def print_json(columns: list[str], rows: list[tuple]) -> None:
     records = [{c: _plain(v) for c, v in zip(columns, row, strict=True)} for row in rows]
-    print(json.dumps(records, indent=1, ensure_ascii=False))
+    # JSON escapes C0 controls itself; DEL, C1 and bidi controls as \uXXXX too (same data)
+    text = json.dumps(records, indent=1, ensure_ascii=False)
+    print(_JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def _print_views(views) -> None:

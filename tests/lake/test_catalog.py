@@ -7,11 +7,11 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 import pytest
-from deltalake.exceptions import DeltaError
 
 from ct_lake import catalog
 from ct_lake.keys import prompt_key
 from ct_lake.lake import Lake
+from ct_lake.storage import DamagedLog
 from ct_lake.tables import TABLES
 
 P1 = prompt_key("one")
@@ -84,16 +84,23 @@ def test_views_for_a_query_are_the_views_it_names_and_those_they_use():
 
 
 def test_a_query_reads_only_the_tables_it_needs(lake):
-    with pytest.raises(DeltaError):
-        catalog.connect(lake)  # every view: the edges table's log too
+    with pytest.raises(DamagedLog, match="table edges of lake .* has a damaged Delta log"):
+        lake.snapshot("edges")
     con, cursor = catalog.execute(lake, "SELECT text, n_chars FROM prompts")
     assert cursor.fetchall() == [("one", 3)]
     con.close()
     con, cursor = catalog.execute(lake, "SELECT 6 * 7 AS answer")
     assert cursor.fetchall() == [(42,)] and con.execute("SHOW TABLES").fetchall() == []
     con.close()
-    with pytest.raises(DeltaError):
+    with pytest.raises(duckdb.Error, match="table edges of lake .* has a damaged Delta log"):
         catalog.execute(lake, "SELECT count(*) FROM edges")
+    # every view: the damaged table's too, which says so when read, not before
+    every = catalog.connect(lake)
+    assert every.execute("SELECT text FROM prompts").fetchall() == [("one",)]
+    assert ("edges",) in every.execute("SHOW TABLES").fetchall()
+    with pytest.raises(duckdb.Error, match="damaged Delta log"):
+        every.execute("SELECT count(*) FROM edges").fetchall()
+    every.close()
 
 
 def test_execute_gives_what_a_connection_with_every_view_gives(tmp_path):

@@ -557,7 +557,7 @@ def test_sweep_removes_temporary_files_only(tmp_path):
     tmp = tmp_path / "files" / "plots" / "model=m" / ".plot.png.x1y2.tmp"
     tmp.parent.mkdir(parents=True)
     tmp.write_bytes(b"partial")
-    assert lake.sweep() == 1 and not tmp.exists()
+    assert lake.sweep(older_than_s=0) == 1 and not tmp.exists()
     assert lake.read_table("edges", model="m", prompt=P1).num_rows == 2
 
 

@@ -66,7 +66,7 @@ def test_list_files_skips_temporaries(tmp_path):
     (files.file_path("graph_files", "a.json", model="toy").parent / ".a.json.x.tmp").write_text("")
     assert files.list_files("graph_files", model="toy") == ["a.json", "b.json"]
     assert files.list_files("graphs", model="toy") == [f"prompt={PROMPT}/graph.safetensors"]
-    assert files.sweep_files() == 1
+    assert files.sweep_files(older_than_s=0) == 1
 
 
 @pytest.mark.parametrize(

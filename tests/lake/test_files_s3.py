@@ -300,4 +300,4 @@ def test_a_writer_killed_mid_upload_leaves_the_previous_file(s3_uri, tmp_path, w
     assert files.list_files("graphs", model="toy") == ["graph.safetensors"]
     assert files.local_file("graphs", "graph.safetensors", model="toy").read_bytes() == b"previous"
     if where == "local":
-        assert files.sweep_files() == 1  # the killed writer's temporary file
+        assert files.sweep_files(older_than_s=0) == 1  # the killed writer's temporary file
