@@ -15,7 +15,7 @@ from .lazy import LazyTensor
 from .loading import load_directory, load_transcoders, save_transcoders_to_cache
 from .refs import SHORTCUTS, TranscoderRef, parse_hf_uri, parse_transcoder_ref
 from .saving import save_transcoders
-from .single_layer import PerLayerTranscoder
+from .single_layer import PerLayerTranscoder, SingleLayerTranscoder
 from .transcoder_set import TranscoderSet
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "LoadOptions",
     "PerLayerTranscoder",
     "ReLU",
+    "SingleLayerTranscoder",
     "TopK",
     "TranscoderDownloadError",
     "TranscoderFormatError",

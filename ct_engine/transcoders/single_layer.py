@@ -178,3 +178,7 @@ class PerLayerTranscoder(nn.Module):
                 raise ValueError("this transcoder has a skip connection: decode needs x")
             out += self.compute_skip(x)
         return out, scaled
+
+
+# circuit-tracer's name for the same class.
+SingleLayerTranscoder = PerLayerTranscoder
