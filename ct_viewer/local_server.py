@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -79,21 +80,35 @@ def serve(
         graph_file_dirs=[folder],
         features_dir=Path(features_dir) if features_dir is not None else None,
     )
-    server = make_server(app, port=port)
+    # Bound here, so that a taken port is one OSError to the caller rather than a traceback
+    # printed by the server's thread.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as err:
+        sock.close()
+        raise OSError(
+            f"could not serve on 127.0.0.1:{port}: {err.strerror} (is the port in use?)"
+        ) from None
+    server = make_server(app, port=sock.getsockname()[1])
     lines: list[str] = []
     handler = _Collect(lines)
     for name in _LOGGERS:
         logging.getLogger(name).addHandler(handler)
-    thread = threading.Thread(target=server.run, name=f"ct-viewer-{port}", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"ct-viewer-{port}", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
     if not server.started:
         server.should_exit = True
+        sock.close()
         for name in _LOGGERS:
             logging.getLogger(name).removeHandler(handler)
-        raise OSError(f"could not serve on 127.0.0.1:{port} (is the port in use?)")
+        raise OSError(f"the viewer did not start on 127.0.0.1:{port}")
     running = Server(server, thread, handler)
     atexit.register(running.stop)
     print(f"ct viewer: serving {folder} on {running.url}", flush=True)
