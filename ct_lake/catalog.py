@@ -577,7 +577,10 @@ def execute(
     ``sandbox``: only reading statements (:class:`WritingQuery` otherwise), and every
     connection reads the lake's files only (:func:`lock_down`). A query without any statement
     (empty, or only comments) is a ValueError. ``damaged``, ``skip_damaged``: see
-    :func:`create_views`."""
+    :func:`create_views`; a data file that turns out damaged while the query runs is a
+    :class:`CatalogError` naming it, or, with ``skip_damaged``, is set apart (added to
+    ``damaged``) and the query run again without it."""
+    damaged = {} if damaged is None else damaged
     options = {"sandbox": sandbox, "damaged": damaged, "skip_damaged": skip_damaged}
     con = duckdb.connect()
     try:
@@ -610,12 +613,75 @@ def execute(
         except duckdb.Error:
             pass
     con.close()
-    con = connect(lake, as_of, **options)
-    try:
-        return con, con.execute(query)
-    except BaseException:
-        con.close()
-        raise
+    while True:
+        con = connect(lake, as_of, **options)
+        try:
+            return con, con.execute(query)
+        except duckdb.Error as err:
+            con.close()
+            named = damaged_file_named(err, lake)
+            if named is None:
+                raise
+            table, path, why = named
+            known = options["damaged"].setdefault(table, {})
+            if not skip_damaged or path in known or len(known) >= MAX_DAMAGED_FILES:
+                raise CatalogError(damaged_message(table, path, why)) from err
+            known[path] = why  # set apart: the query runs again without it
+        except BaseException:
+            con.close()
+            raise
+
+
+def query_rows(
+    lake: Lake | Location | str | Path,
+    query: str,
+    as_of: AsOf = None,
+    *,
+    sandbox: bool = False,
+    damaged: dict[str, dict[str, str]] | None = None,
+    skip_damaged: bool = False,
+) -> tuple[list[str], list[tuple]]:
+    """``(columns, rows)`` of ``query`` (:func:`execute`, then every row fetched). DuckDB
+    reads most files while rows are fetched: a damaged data file found then is handled as
+    :func:`execute` handles one found before (named in a :class:`CatalogError`, or set apart
+    with ``skip_damaged`` and the query run again)."""
+    damaged = {} if damaged is None else damaged
+    while True:
+        con, cursor = execute(
+            lake, query, as_of, sandbox=sandbox, damaged=damaged, skip_damaged=skip_damaged
+        )
+        try:
+            columns = [d[0] for d in cursor.description or []]
+            return columns, cursor.fetchall()
+        except duckdb.Error as err:
+            named = damaged_file_named(err, lake)
+            if named is None:
+                raise
+            table, path, why = named
+            known = damaged.setdefault(table, {})
+            if not skip_damaged or path in known or len(known) >= MAX_DAMAGED_FILES:
+                raise CatalogError(damaged_message(table, path, why)) from err
+            known[path] = why
+        finally:
+            con.close()
+
+
+def damaged_file_named(
+    err: BaseException, lake: Lake | Location | str | Path
+) -> tuple[str, str, str] | None:
+    """``(table, path in the table, why)`` when ``err`` (DuckDB's, reading a view) names a
+    data file of the lake: a file that DuckDB opened only to find it damaged."""
+    from ct_lake.tables import TABLES
+
+    location = getattr(lake, "location", None) or Location.parse(lake)
+    text = str(err)
+    for name in TABLES:
+        root = location.child(name).uri.rstrip("/") + "/"
+        match = re.search(re.escape(root) + r"([^'\"\s]+\.parquet)", text)
+        if match:
+            first = _first_line(err).replace(f"'{match.group(0)}'", "the file")
+            return name, match.group(1), first.replace(match.group(0), "the file")
+    return None
 
 
 def write_catalog_file(

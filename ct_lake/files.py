@@ -168,6 +168,19 @@ def remove_temporaries(folder: Path, older_than_s: float = SWEEP_GRACE_S) -> int
     return removed
 
 
+def stale_temporaries(folder: Path, older_than_s: float = SWEEP_GRACE_S) -> list[Path]:
+    """The temporary files and folders :func:`remove_temporaries` would remove."""
+    if not folder.is_dir():
+        return []
+    now = time.time()
+    stale = []
+    for path in sorted(folder.rglob(".*.tmp")):
+        with contextlib.suppress(FileNotFoundError):
+            if now - _last_change(path) >= older_than_s:
+                stale.append(path)
+    return stale
+
+
 def _last_change(path: Path) -> float:
     newest = path.lstat().st_mtime
     if path.is_dir() and not path.is_symlink():

@@ -12,13 +12,27 @@ import argparse
 from types import ModuleType
 
 from ct_engine.commands import add_subcommands, run_subcommand
-from ct_lake.commands import lake_history, lake_info, lake_migrate, lake_optimize
+from ct_lake.commands import (
+    lake_check,
+    lake_history,
+    lake_info,
+    lake_migrate,
+    lake_optimize,
+    lake_sweep,
+)
 
 NAME = "lake"
 HELP = "inspect and maintain the lake"
 
 # The action modules, in the order `ct lake --help` lists them.
-ACTIONS: tuple[ModuleType, ...] = (lake_info, lake_history, lake_optimize, lake_migrate)
+ACTIONS: tuple[ModuleType, ...] = (
+    lake_info,
+    lake_history,
+    lake_check,
+    lake_sweep,
+    lake_optimize,
+    lake_migrate,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -63,7 +63,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import duckdb
 
-    from ct_lake.catalog import CatalogError, connect, describe, execute
+    from ct_lake.catalog import (
+        CatalogError,
+        connect,
+        damaged_file_named,
+        damaged_message,
+        describe,
+        execute,
+    )
     from ct_lake.config import load_config
 
     try:
@@ -81,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         limit = args.max_rows or None
         rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit + 1)
     except (duckdb.Error, CatalogError, ValueError, OSError) as err:
-        print(f"ct sql: error: {_message(err)}", file=sys.stderr)
+        named = damaged_file_named(err, lake) if isinstance(err, duckdb.Error) else None
+        message = damaged_message(*named) if named else _message(err)
+        print(f"ct sql: error: {message}", file=sys.stderr)
         return 2
     more = limit is not None and len(rows) > limit
     rows = rows[:limit] if more else rows
