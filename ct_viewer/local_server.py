@@ -92,6 +92,10 @@ def serve(
             f"could not serve on 127.0.0.1:{port}: {err.strerror} (is the port in use?)"
         ) from None
     server = make_server(app, port=sock.getsockname()[1])
+    # uvicorn's console handlers would print its INFO lines into the notebook's cells: this
+    # server's log goes to get_logs() only, as circuit-tracer's does.
+    for name in ("uvicorn", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
     lines: list[str] = []
     handler = _Collect(lines)
     for name in _LOGGERS:
