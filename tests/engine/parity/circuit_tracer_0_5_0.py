@@ -8,7 +8,8 @@ signature compares presence only (circuit-tracer's parameter names are not part 
 rely on, or the name comes from TransformerLens rather than circuit-tracer).
 
 ``where`` says how a circuit-tracer user meets the name: ``README``, a demo notebook
-(``attribute_demo``, ``intervention_demo``, ``tutorial`` for circuit_tracing_tutorial), or
+(``attribute_demo``, ``intervention_demo``, ``attribution_targets_demo``, ``tutorial`` for
+circuit_tracing_tutorial), or
 ``API`` (the package's public modules).
 """
 
@@ -64,6 +65,15 @@ class Flag(NamedTuple):
 
 
 RM = "circuit_tracer.ReplacementModel"
+# The HTML display widgets of circuit-tracer's demo notebooks.
+WIDGETS = (
+    "display_topk_token_predictions",
+    "display_generations_comparison",
+    "display_token_probs",
+    "display_ablation_chart",
+    "display_top_features_comparison",
+    "display_attribution_config",
+)
 G = "circuit_tracer.graph"
 FI_ARGS = (
     "inputs, interventions, constrained_layers=None, freeze_attention=True, "
@@ -176,7 +186,7 @@ API: tuple[Api, ...] = (
     Api(
         "circuit_tracer.attribution.targets.CustomTarget",
         "class",
-        "API",
+        "attribution_targets_demo",
         "(token_str, prob, vec)",
     ),
     Api(
@@ -226,24 +236,25 @@ API: tuple[Api, ...] = (
     Api("circuit_tracer.utils.demo_utils.decode_url_features", "function", "API", "(url)"),
     Api("circuit_tracer.utils.decode_url_features.decode_url_features", "function", "API", "(url)"),
     Api("circuit_tracer.utils.demo_utils.Feature", "class", "intervention_demo"),
-    Api("circuit_tracer.utils.demo_utils.get_top_features", "function", "API", "(graph, n=10)"),
+    Api(
+        "circuit_tracer.utils.demo_utils.get_top_features",
+        "function",
+        "attribution_targets_demo",
+        "(graph, n=10)",
+    ),
     Api("circuit_tracer.utils.demo_utils.get_topk", "function", "API", "(logits, tokenizer, k=5)"),
     Api(
         "circuit_tracer.utils.demo_utils.get_unembed_vecs",
         "function",
-        "API",
+        "attribution_targets_demo",
         "(model, token_ids, backend)",
     ),
-    Api("circuit_tracer.utils.demo_utils.cleanup_cuda", "function", "API", "()"),
     Api(
-        "circuit_tracer.utils.demo_utils.display_topk_token_predictions",
-        "function",
-        "intervention_demo",
+        "circuit_tracer.utils.demo_utils.cleanup_cuda", "function", "attribution_targets_demo", "()"
     ),
-    Api(
-        "circuit_tracer.utils.demo_utils.display_generations_comparison",
-        "function",
-        "intervention_demo",
+    *(
+        Api(f"circuit_tracer.utils.demo_utils.{name}", "function", "attribution_targets_demo")
+        for name in WIDGETS
     ),
     # -- the local server ---------------------------------------------------------------------
     Api(
@@ -325,12 +336,12 @@ INTENTIONAL: dict[tuple[str, str], str] = {
     ("circuit_tracer.utils.caching.load_transcoders_from_cache", "missing"): (
         "load_transcoders(ref) reads a cache entry, ours or circuit-tracer's, before the hub"
     ),
-    ("circuit_tracer.utils.demo_utils.display_topk_token_predictions", "missing"): (
-        "an HTML widget of circuit-tracer's notebooks; `ct intervene` and "
-        "ct_engine.interventions.report print the same before/after table"
-    ),
-    ("circuit_tracer.utils.demo_utils.display_generations_comparison", "missing"): (
-        "an HTML widget of circuit-tracer's notebooks; `ct intervene --generate` prints the "
-        "clean and intervened continuations"
-    ),
+    **{
+        (f"circuit_tracer.utils.demo_utils.{name}", "missing"): (
+            "an HTML display widget (IPython) of circuit-tracer's notebooks; this repo's "
+            "notebooks print plain tables, and `ct intervene` prints the before/after table "
+            "and the continuations"
+        )
+        for name in WIDGETS
+    },
 }

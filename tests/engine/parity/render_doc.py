@@ -108,8 +108,11 @@ def render_doc() -> str:
         "| circuit-tracer | differs in | why |",
         "|---|---|---|",
     ]
+    rows: dict[tuple[str, str], list[str]] = {}  # one row per shared reason
     for (name, aspect), reason in table.INTENTIONAL.items():
-        lines.append(f"| `{name}` | {_aspect(aspect)} | {reason} |")
+        rows.setdefault((aspect, reason), []).append(f"`{name}`")
+    for (aspect, reason), names in rows.items():
+        lines.append(f"| {', '.join(names)} | {_aspect(aspect)} | {reason} |")
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ct_engine import ReplacementModel, attribute
+from ct_engine.attribution.targets import CustomTarget
 from ct_engine.graph import prune_graph
 from ct_engine.utils import create_graph_files
 from ct_engine.utils.demo_utils import (
@@ -146,3 +147,22 @@ def test_logit_helpers(model):
     assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
     vecs = get_unembed_vecs(model, [best, 3], "transformerlens")
     torch.testing.assert_close(torch.stack(vecs, 1), model.W_U[:, [best, 3]])
+
+
+def test_attribution_targets_demo_lines(model):
+    """A logit-difference target built as the demo builds it, and the token strings."""
+    probs = torch.softmax(model.get_activations(model.ensure_tokenized(PROMPT))[0][0, -1], -1)
+    idx_x, idx_y = (int(i) for i in probs.topk(2).indices)
+    vec_x, vec_y = get_unembed_vecs(model, [idx_x, idx_y], "transformerlens")
+    target = CustomTarget(
+        token_str="x-y", prob=float(probs[idx_x] - probs[idx_y]), vec=vec_x - vec_y
+    )
+    graph = attribute(
+        prompt=PROMPT,
+        model=model,
+        attribution_targets=[target],
+        batch_size=64,
+        max_feature_nodes=32,
+    )
+    assert [t.token_str for t in graph.logit_targets] == ["x-y"]
+    assert graph.logit_targets[0].vocab_idx == model.d_vocab  # a virtual index past the vocab
