@@ -8,9 +8,10 @@ adding a case is adding one entry to a table::
 A CLI case runs ``ct <argv>`` in a fresh folder (``{tmp}`` in ``argv`` is that folder,
 ``{model}``/``{plt}`` the toy world's names) with its own Dagster home, and checks what a user
 sees: the exit status, no traceback, and one non-empty line on stderr that matches ``error``.
-An API case calls a function and checks the exception's type and message. The point of each
-case is the message: it must say what was wrong in the user's terms, so ``error`` should name
-the bad value, not only "error".
+An API case calls a function and checks the exception's type and message. An HTTP case
+sends one request to a running server and checks the status and the JSON ``detail``. The point
+of each case is the message: it must say what was wrong in the user's terms, so ``error``
+should name the bad value, not only "error".
 """
 
 from __future__ import annotations
@@ -56,6 +57,24 @@ class Api:
     call: Callable[[Path], object]
     raises: type[BaseException]
     match: str
+
+    def __str__(self) -> str:
+        return self.id
+
+
+@dataclass(frozen=True)
+class Http:
+    """``method path`` sent to a running server must answer ``status`` with a JSON body whose
+    ``detail`` matches ``detail`` (a regex). ``body``: a dict (sent as JSON), raw text or
+    bytes (sent as ``Content-Type: application/json`` unless ``headers`` say otherwise)."""
+
+    id: str
+    method: str
+    path: str
+    status: int
+    detail: str
+    body: dict | str | bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.id
@@ -117,3 +136,32 @@ def check_cli(case: Cli, tmp: Path) -> subprocess.CompletedProcess:
 def check_api(case: Api, tmp: Path) -> None:
     with pytest.raises(case.raises, match=case.match):
         case.call(tmp)
+
+
+def check_http(case: Http, host: str, port: int) -> dict:
+    """Send ``case`` to the server at ``host:port`` (the path exactly as written: no
+    normalisation of ``..``) and assert the status and the JSON error; the decoded body."""
+    import http.client
+    import json
+
+    body = case.body
+    headers = {"Host": f"{host}:{port}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        body = json.dumps(body).encode() if isinstance(body, dict) else body
+        body = body.encode() if isinstance(body, str) else body
+    headers.update(case.headers)
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        connection.request(case.method, case.path, body=body, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    shown = f"{case.method} {case.path}\n{response.status}\n{raw[:2000]!r}"
+    assert response.status == case.status, shown
+    assert response.getheader("content-type", "").startswith("application/json"), shown
+    decoded = json.loads(raw)
+    assert "Traceback" not in raw.decode("utf-8", "replace"), shown
+    assert re.search(case.detail, str(decoded.get("detail"))), shown
+    return decoded
