@@ -77,22 +77,32 @@ def run(args: argparse.Namespace) -> int:
         instance = instance_for(config)
         start = time.perf_counter()
         if current_profile() == "local":
-            summary = _materialize_here(config, model, prompts, instance, verbose=args.verbose)
+            from ct_assets.lib.runner import reap_dead_runs
+
+            for line in reap_dead_runs(instance):
+                print(f"ct materialize: cleaned up {line}", flush=True)
+            summary = _interruptible(
+                lambda: _materialize_here(config, model, prompts, instance, verbose=args.verbose)
+            )
         else:
             from ct_assets.lib.runner import materialize_on_workers
 
-            summary = materialize_on_workers(
-                config,
-                model,
-                prompts,
-                instance,
-                dagster_url=_dagster_url(),
-                partitions_per_run=args.partitions_per_run,
-                progress=lambda line: print(line, flush=True),
+            summary = _interruptible(
+                lambda: materialize_on_workers(
+                    config,
+                    model,
+                    prompts,
+                    instance,
+                    dagster_url=_dagster_url(),
+                    partitions_per_run=args.partitions_per_run,
+                    progress=lambda line: print(line, flush=True),
+                )
             )
     except ValueError as err:
         print(f"ct materialize: error: {err}", file=sys.stderr)
         return 2
+    except _Interrupted as stop:
+        _stop(instance, stop.signum)
     elapsed = time.perf_counter() - start
     status = "done" if summary.success else "FAILED (see the Dagster UI for the failing step)"
     print(graphs_table(config, model, prompts))
@@ -110,6 +120,88 @@ def run(args: argparse.Namespace) -> int:
         "machine_learning (one run per graph)"
     )
     return 0 if summary.success else 1
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM reached ``ct materialize``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interruptible(work):
+    """``work()`` in a thread, while this (the main) thread waits for it and answers SIGINT
+    and SIGTERM by raising :class:`_Interrupted` at once. Dagster, run in the main thread,
+    would take both signals for itself and act on them only between steps (never while a
+    step waits for a pool slot), then go on with the next run."""
+    import signal
+    import threading
+
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as err:  # handed to the main thread
+            outcome["error"] = err
+
+    def interrupt(signum, frame) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Interrupted(signum)
+
+    thread = threading.Thread(target=target, name="ct-materialize", daemon=True)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _stop(instance, signum: int):
+    """Cancel the runs this process is running (freeing their pool slots), say so in one
+    line and exit at once with 128 + the signal's number: no further run starts, and the
+    lake keeps what was committed (every partition write is one atomic commit)."""
+    import os
+    import signal
+
+    import dagster as dg
+
+    from ct_assets.lib.profiles import current_profile
+    from ct_assets.lib.runner import PID_TAG, end_run
+
+    name = signal.Signals(signum).name
+    ended = []
+    if current_profile() == "local":
+        mine = dg.RunsFilter(
+            statuses=[
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+            tags={PID_TAG: str(os.getpid())},
+        )
+        for run in instance.get_runs(mine):
+            end_run(instance, run, f"ct materialize was interrupted ({name})", canceled=True)
+            ended.append(f"{run.job_name} run {run.run_id[:8]}")
+        what = f"canceled {', '.join(ended)}" if ended else "no run was running"
+    else:
+        what = "the submitted runs go on: cancel them in the Dagster UI"
+    sys.stdout.flush()
+    print(
+        f"\nct materialize: interrupted by {name}: {what}; the lake keeps every partition "
+        "committed before",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(128 + signum)  # now: the run's thread is mid-step and would go on otherwise
 
 
 def _materialize_here(config, model: str, prompts: list[str], instance, *, verbose: bool):

@@ -11,6 +11,8 @@ instance as they are stored, for a progress bar.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import uuid
@@ -33,6 +35,15 @@ MODEL_TAG = "ct/model"
 PROMPTS_TAG = "ct/prompts"  # how many prompts the run covers
 PROMPT_TAG = "ct/prompt"  # the first prompt's text, shortened
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Which process runs an in-process run: its host, pid and the pid's start time (a pid that was
+# reused by another process after ours died has another start time).
+HOST_TAG, PID_TAG, PID_START_TAG = "ct/host", "ct/pid", "ct/pid_start"
+_UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 # (asset key, partition key) of each materialization, as the watcher hears of it
 OnMaterialized = Callable[[str, str | None], None]
@@ -75,6 +86,74 @@ def run_tags(model: str, texts: list[str]) -> dict[str, str]:
         more = f" (+{len(texts) - 1} more)" if len(texts) > 1 else ""
         tags |= {PROMPTS_TAG: str(len(texts)), PROMPT_TAG: first[:200] + more}
     return tags
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), "" where the system does
+    not say, or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc: ask the process itself
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+
+
+def owner_tags() -> dict[str, str]:
+    """The tags that name this process as the one running a run."""
+    pid = os.getpid()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), PID_START_TAG: _process_start(pid)}
+
+
+def _owner_gone(run: dg.DagsterRun) -> bool:
+    """Whether ``run`` was run in process by a process of this host that no longer exists."""
+    tags = run.tags
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False
+    started = _process_start(int(tags[PID_TAG]))
+    return started is None or started not in ("", tags.get(PID_START_TAG, ""))
+
+
+def end_run(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, why: str, *, canceled: bool
+) -> list[str]:
+    """Mark ``run`` canceled (or failed) with ``why`` and free the pool slots its steps held
+    or waited for; returns the pools of the slots it held."""
+    storage = instance.event_log_storage
+    try:
+        infos = [storage.get_concurrency_info(key) for key in storage.get_concurrency_keys()]
+    except NotImplementedError:  # a storage without pools
+        infos = []
+    held = [i.concurrency_key for i in infos for c in i.claimed_slots if c.run_id == run.run_id]
+    if canceled:
+        instance.report_run_canceled(run, message=why)
+    else:
+        instance.report_run_failed(run, message=why)
+    if infos:
+        storage.free_concurrency_slots_for_run(run.run_id)
+    return held
+
+
+def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """End the in-process runs whose process is gone (killed, say by the out-of-memory killer,
+    before it could end them): each is marked failed and its pool slots are freed, so that later
+    runs do not wait for them forever. Returns one line per run ended."""
+    lines = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=_UNFINISHED)):
+        if not _owner_gone(run):
+            continue
+        why = f"its process (pid {run.tags[PID_TAG]}) is gone"
+        held = end_run(instance, run, f"{run.job_name}: {why}", canceled=False)
+        freed = f", freed its slot in pool {', '.join(held)}" if held else ""
+        lines.append(f"{run.job_name} run {run.run_id[:8]}: {why}: marked failed{freed}")
+    return lines
 
 
 def job_steps(definitions: dg.Definitions, job: str) -> int:
@@ -164,7 +243,7 @@ def materialize(
                     resources=resources,
                     raise_on_error=raise_on_error,
                     run_id=run_id,
-                    tags=tags,
+                    tags=tags | owner_tags(),
                     **kwargs,
                 )
             )
