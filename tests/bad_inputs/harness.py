@@ -69,7 +69,7 @@ class Api:
 @dataclass(frozen=True)
 class Http:
     """``method path`` sent to a running server must answer ``status`` with a JSON body whose
-    ``detail`` matches ``detail`` (a regex). ``body``: a dict (sent as JSON), raw text or
+    ``detail`` matches ``detail`` (a regex). ``body``: a dict or list (sent as JSON), text or
     bytes (sent as ``Content-Type: application/json`` unless ``headers`` say otherwise)."""
 
     id: str
@@ -77,7 +77,7 @@ class Http:
     path: str
     status: int
     detail: str
-    body: dict | str | bytes | None = None
+    body: dict | list | str | bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -154,7 +154,7 @@ def check_http(case: Http, host: str, port: int) -> dict:
     headers = {"Host": f"{host}:{port}"}
     if body is not None:
         headers["Content-Type"] = "application/json"
-        body = json.dumps(body).encode() if isinstance(body, dict) else body
+        body = json.dumps(body).encode() if isinstance(body, dict | list) else body
         body = body.encode() if isinstance(body, str) else body
     headers.update(case.headers)
     connection = http.client.HTTPConnection(host, port, timeout=60)
