@@ -1,7 +1,9 @@
 """circuit-tracer's ``utils`` entry points under the same names.
 
 ``create_graph_files`` writes viewer graph files; ``save_transcoders_to_cache`` and
-``empty_cache`` manage the converted-transcoder cache.
+``empty_cache`` manage the converted-transcoder cache (also in ``ct_engine.utils.caching``);
+``ct_engine.utils.demo_utils`` holds the notebooks' helpers (``extract_supernode_features``,
+``get_top_features``, ...).
 """
 
 from ct_engine.graph.files import create_graph_files
