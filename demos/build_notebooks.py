@@ -32,7 +32,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 DEMOS = Path(__file__).resolve().parent
 CELLS_DIR = DEMOS / "cells"
-NOTEBOOKS = ("attribute_demo",)
+NOTEBOOKS = ("attribute_demo", "intervention_demo")
 KERNEL = "ct-lakehouse-demos"
 # The kernel's environment: offline, and no progress bars or download notes in the outputs.
 KERNEL_ENV = {

@@ -27,6 +27,12 @@ EXPECTED = {
         r"^read back equal: True$",
         r"^the viewer lists: \[\('file__mosho', ",
     ],
+    "intervention_demo": [
+        r"^ablated, answer: (?!Ludus)",
+        r"^direct effects match the graph: True$",
+        r"^swapped answer: (\S+) \(donor's capital: \1\)$",
+        r"^steered: .*lives is (?!Ludus)\w+",
+    ],
 }
 
 
