@@ -161,6 +161,7 @@ def train_transcoders(
     kinds: tuple[str, ...] = ("plt",),
     out_dirs: dict[str, str | Path] | None = None,
     config: TrainConfig | None = None,
+    configs: dict[str, TrainConfig] | None = None,
     hooks: tuple[str, str] | None = None,
     max_tokens: int | None = 200_000,
     holdout_fraction: float = 0.05,
@@ -175,7 +176,10 @@ def train_transcoders(
         texts: a text file (one document per line) or the documents themselves.
         kinds: any of ``"plt"``, ``"clt"``.
         out_dirs: ``{kind: folder}`` to save to (kinds not in it are not saved).
-        config: hyper-parameters; its ``kind`` is replaced by each of ``kinds``.
+        config: hyper-parameters; its ``kind`` is replaced by each of ``kinds``. Its ``seed``
+            and ``threads`` also drive the activation collection.
+        configs: ``{kind: config}`` for kinds trained with their own hyper-parameters (the
+            others use ``config``).
         hooks: ``(feature_input_hook, feature_output_hook)``; default by model family.
         max_tokens: cap on training positions; holdout_fraction: share of documents held out.
         model_name: the ``model_name`` written to ``config.yaml`` (default: ``model_dir``),
@@ -208,7 +212,8 @@ def train_transcoders(
     collect_seconds = time.perf_counter() - start
     results = []
     for kind in kinds:
-        kind_config = TrainConfig(**{**asdict(config), "kind": kind})
+        kind_config = (configs or {}).get(kind) or config
+        kind_config = TrainConfig(**{**asdict(kind_config), "kind": kind})
         results.append(
             train_on_activations(
                 data,

@@ -132,3 +132,24 @@ def test_command_line_trains_both(tiny_model_dir, texts_file, tmp_path, capsys):
         loaded = load_transcoders(tmp_path / "out" / kind)
         assert loaded.d_transcoder == 64 and loaded.n_layers == 3
     assert "fvu_holdout" in capsys.readouterr().out
+
+
+def test_each_kind_can_have_its_own_settings(tiny_model_dir, texts_file, tmp_path):
+    from ct_engine.training.train_transcoders import train_transcoders
+
+    base = TrainConfig(n_features=32, steps=5, batch_size=64, threads=1)
+    results = train_transcoders(
+        tiny_model_dir("llama"),
+        texts_file,
+        kinds=("plt", "clt"),
+        out_dirs={"clt": tmp_path / "clt"},
+        config=base,
+        configs={"clt": TrainConfig(n_features=48, steps=3, batch_size=64, threads=1)},
+        max_tokens=500,
+        progress=False,
+    )
+    assert [r.config.n_features for r in results] == [32, 48]
+    assert [r.config.kind for r in results] == ["plt", "clt"]
+    record = json.loads((tmp_path / "clt" / TRAINING_FILE).read_text())
+    assert record["config"]["steps"] == 3 and record["kind"] == "clt"
+    assert load_transcoders(tmp_path / "clt").d_transcoder == 48
