@@ -10,7 +10,8 @@ name               what
 ``toy-world-clt``  its cross-layer transcoder
 =================  ==================================================================
 
-``ReplacementModel.from_pretrained("toy-world", "toy-world-plt")`` loads them offline.
+``ReplacementModel.from_pretrained("toy-world", "toy-world-clt")`` loads them offline;
+:data:`TOY_WORLD_TRANSCODERS` names the set the toy world's demos use by default.
 
 Hub presets (:data:`PRESETS`, circuit-tracer 0.5.0's supported-models table):
 one :class:`Preset` per model + transcoder set, giving the Hugging Face model id, the
@@ -49,6 +50,10 @@ TRANSCODERS: dict[str, Path] = {
     "toy-world-plt": TOY_WORLD_DIR / "plt",
     "toy-world-clt": TOY_WORLD_DIR / "clt",
 }
+# The toy world's default transcoders (``ct demo``, the ground-truth checks): the cross-layer
+# transcoder, whose graphs keep the two-hop circuit and explain more of the logits
+# (ct_engine/toyworld/MODEL_CARD.md).
+TOY_WORLD_TRANSCODERS = "toy-world-clt"
 
 
 def resolve_model(name: str) -> str:
