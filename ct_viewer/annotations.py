@@ -103,7 +103,18 @@ class AnnotationStore:
     def _rows(self, graph: str) -> list[dict]:
         if not self.lake.has_partition(TABLE, graph=graph):
             return []
-        return self.lake.read_table(TABLE, graph=graph).to_pylist()
+        try:
+            return self.lake.read_table(TABLE, graph=graph).to_pylist()
+        except Exception as err:  # a damaged data file: whatever pyarrow raises
+            from ct_lake.storage import LakeError
+
+            if isinstance(err, LakeError):
+                raise
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise LakeError(
+                f"the annotations of graph {graph} cannot be read ({why}); `ct lake check` "
+                "lists the lake's damaged files, `ct lake check --quarantine` sets them aside"
+            ) from None
 
     def list(self, graph: str) -> list[dict]:
         """The graph's annotations, oldest first (ties by id)."""

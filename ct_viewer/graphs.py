@@ -178,31 +178,58 @@ class GraphStore:
 
     # -- listing --------------------------------------------------------------------------------
 
-    def summaries(self, model: str | None = None, q: str | None = None) -> list[dict]:
-        """Every graph's summary, lake graphs first, filtered by model and prompt text."""
-        rows = self._lake_summaries() + self._file_graph_summaries()
+    def summaries(
+        self, model: str | None = None, q: str | None = None
+    ) -> tuple[list[dict], list[dict]]:
+        """Every graph's summary, lake graphs first, filtered by model and prompt text; and
+        what could not be listed: ``{"source", "graph", "file", "error"}`` for each damaged
+        lake file (``file`` relative to the lake; ``graph`` when the file belongs to one
+        graph) or unreadable graph file (``file`` its name). One damaged file leaves out what
+        it holds, never the whole list."""
+        damaged: list[dict] = []
+        rows = self._lake_summaries(damaged) + self._file_graph_summaries(damaged)
         if model:
             rows = [r for r in rows if r["model"] == model]
         if q:
             needle = q.casefold()
             rows = [r for r in rows if needle in (r["prompt_text"] or "").casefold()]
-        return rows
+        return rows, damaged
 
-    def _lake_summaries(self) -> list[dict]:
-        if self.lake is None or not self.lake.partitions("graphs"):
+    def _lake_summaries(self, damaged: list[dict]) -> list[dict]:
+        from ct_lake.catalog import CatalogError, query_rows
+        from ct_lake.storage import DamagedLog
+        from ct_lake.tables import TABLES
+
+        if self.lake is None:
             return []
-        from ct_lake.catalog import connect
-
-        con = connect(self.lake)
+        found: dict[str, dict[str, str]] = {}
         try:
-            cursor = con.execute(
+            if not self.lake.partitions("graphs"):
+                return []
+            columns, rows = query_rows(
+                self.lake,
                 "SELECT model, prompt, prompt_text, n_tokens, n_features, n_edges, top_target, "
-                "top_target_prob, replacement_score, completeness_score FROM graph_overview"
+                "top_target_prob, replacement_score, completeness_score FROM graph_overview",
+                damaged=found,
+                skip_damaged=True,
             )
-            columns = [d[0] for d in cursor.description]
-            records = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        except (DamagedLog, CatalogError) as err:
+            damaged.append({"source": "lake", "graph": None, "file": None, "error": str(err)})
+            return []
         finally:
-            con.close()
+            for table, files in found.items():
+                partitions = TABLES[table].partitions
+                for path, why in files.items():
+                    values = dict(part.split("=", 1) for part in path.split("/")[:-1])
+                    graph = None
+                    if partitions == ("model", "prompt") and len(values) == 2:
+                        graph = graph_slug(values["model"], values["prompt"])
+                    elif table == "annotations":
+                        graph = values.get("graph")
+                    damaged.append(
+                        {"source": "lake", "graph": graph, "file": f"{table}/{path}", "error": why}
+                    )
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
         out = []
         for r in records:
             out.append(
@@ -223,7 +250,7 @@ class GraphStore:
             )
         return out
 
-    def _file_graph_summaries(self) -> list[dict]:
+    def _file_graph_summaries(self, damaged: list[dict]) -> list[dict]:
         seen, out = set(), []
         for folder in self.file_dirs:
             if not folder.is_dir():
@@ -239,8 +266,17 @@ class GraphStore:
                     summary = self._file_summaries.get(
                         _identity(path), lambda p=path, s=slug: _file_summary(p, s)
                     )
-                except (OSError, ValueError):
-                    continue  # unreadable or not a graph document: not listed
+                except Exception as err:  # unreadable, not JSON, not a graph document
+                    why = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+                    damaged.append(
+                        {
+                            "source": "file",
+                            "graph": FILE_PREFIX + slug,
+                            "file": path.name,
+                            "error": why,
+                        }
+                    )
+                    continue
                 out.append(dict(summary))
         return out
 
@@ -365,9 +401,16 @@ _FEATURE_ID = re.compile(r"^(?P<layer>\d+)_(?P<feature>\d+)_(?P<pos>\d+)$")
 
 
 def _file_nodes(path: Path) -> dict[str, NodeRef]:
-    document = json.loads(path.read_bytes())
+    try:
+        document = json.loads(path.read_bytes())
+        if not isinstance(document, dict) or not isinstance(document.get("nodes", []), list):
+            raise ValueError("not an object with a list of nodes")
+    except (ValueError, RecursionError) as err:
+        raise Conflict(f"graph file {path.name} is not a graph document ({err})") from None
     nodes: dict[str, NodeRef] = {}
     for node in document.get("nodes", []):
+        if not isinstance(node, dict):
+            continue
         node_id = node.get("node_id")
         if not isinstance(node_id, str):
             continue
@@ -387,9 +430,19 @@ def _file_nodes(path: Path) -> dict[str, NodeRef]:
 
 
 def _file_summary(path: Path, slug: str) -> dict:
-    document = json.loads(path.read_bytes())
-    if not isinstance(document, dict) or not isinstance(document.get("nodes"), list):
-        raise ValueError(f"{path} is not a graph document")
+    try:
+        document = json.loads(path.read_bytes())
+    except RecursionError:
+        raise ValueError("not a graph document: JSON nested too deeply") from None
+    except ValueError as err:
+        raise ValueError(f"not JSON: {err}") from None
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get("nodes"), list)
+        or not all(isinstance(node, dict) for node in document["nodes"])
+        or not isinstance(document.get("metadata") or {}, dict)
+    ):
+        raise ValueError("not a graph document (an object with a list of node objects)")
     metadata = document.get("metadata") or {}
     nodes = document["nodes"]
     top_target = top_prob = None

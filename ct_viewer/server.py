@@ -15,9 +15,11 @@ told to listen elsewhere.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,13 +28,13 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ct_lake.storage import LakeError
 from ct_viewer.annotations import AnnotationStore, InvalidBody
 from ct_viewer.annotations import validate as validate_annotation
 from ct_viewer.features import FeatureCards, FeatureFolder, NoCard
@@ -90,6 +92,36 @@ class _Guard:
             await response(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+class _HostGuard:
+    """ASGI middleware: 400 (a JSON error, as every other) unless the ``Host`` header names
+    one of ``allowed`` (``"*"``: any) — the DNS-rebinding defence."""
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]):
+        self.app = app
+        self.allowed = {h.lower() for h in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or "*" in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        host = _host_name(headers.get(b"host", b"").decode("latin-1"))
+        if host in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        shown = json.dumps(host[:100]) if host else "none"
+        detail = f"invalid Host header ({shown}): the viewer answers requests for this machine"
+        await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """``host`` without its port: ``[::1]:8041`` -> ``[::1]``, ``localhost:80`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.index("]") + 1] if "]" in host else host
+    return host.split(":", 1)[0]
 
 
 def _same_origin(scope: Scope) -> bool:
@@ -181,8 +213,10 @@ class _Handlers:
     async def list_graphs(self, request: Request) -> Response:
         model = request.query_params.get("model") or None
         q = request.query_params.get("q") or None
-        rows = await run_in_threadpool(self.store.summaries, model, q)
-        return JSONResponse({"graphs": rows})
+        rows, damaged = await run_in_threadpool(self.store.summaries, model, q)
+        for problem in damaged:
+            log.warning("ct_viewer: not listed: %s: %s", problem["file"], problem["error"])
+        return JSONResponse({"graphs": rows, "damaged": damaged})
 
     async def graph(self, request: Request) -> Response:
         node_threshold = _threshold(request, "node_threshold", self.node_threshold)
@@ -308,6 +342,16 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     )
 
 
+async def _conflict(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+async def _lake_error(request: Request, exc: Exception) -> Response:
+    # The lake's own one-line messages (a damaged file, an unreachable store) name no secret.
+    log.error("ct_viewer: %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=500)
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("ct_viewer: error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "internal server error"}, status_code=500)
@@ -373,9 +417,14 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(_Guard),
-            Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),
+            Middleware(_HostGuard, allowed=hosts),
         ],
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            Conflict: _conflict,
+            LakeError: _lake_error,
+            Exception: _server_error,
+        },
     )
     app.state.store = store
     app.state.models = models
@@ -397,8 +446,36 @@ def make_server(app: Starlette, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     return uvicorn.Server(config)
 
 
+def listen(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
+    """A socket bound to ``host``:``port``; a one-line ValueError when the port is taken (by
+    another server, whose address must not be announced as ours) or cannot be used."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # as uvicorn does: a port left in TIME_WAIT by a server just stopped can be reused
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise ValueError(
+                f"port {port} on {host} is already in use (another server, maybe another ct "
+                "serve): stop it, or choose a free port with --port"
+            ) from None
+        if err.errno == errno.EACCES:
+            raise ValueError(
+                f"not allowed to listen on port {port} (ports below 1024 need privileges): "
+                "choose another with --port"
+            ) from None
+        raise ValueError(f"cannot listen on {host} port {port}: {err.strerror or err}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(app: Starlette, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve ``app`` with uvicorn until interrupted (blocking); log the URL first."""
+    """Serve ``app`` with uvicorn until interrupted (blocking); log the URL once the port is
+    ours (:func:`listen`: a ValueError when it is not)."""
+    sock = listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
     if not is_loopback(host):
@@ -406,4 +483,7 @@ def serve(app: Starlette, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) ->
         print(f"ct viewer: warning: listening on {host}, beyond this machine", flush=True)
     log.info("ct_viewer: serving on %s", url)
     print(f"ct viewer: open {url} (Ctrl-C stops it)", flush=True)
-    make_server(app, host, port).run()
+    try:
+        make_server(app, host, port).run(sockets=[sock])
+    finally:
+        sock.close()
