@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ct_engine.commands._shared import add_attribution_flags, load_model, run_attribution
+from ct_engine.presets import TOY_WORLD_TRANSCODERS
 
 NAME = "demo"
 HELP = "attribute a prompt on the embedded default model and print a summary"
@@ -19,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=".ct-cache/demo", help="where the graph is saved")
     parser.add_argument("-p", "--prompt", default=DEMO_PROMPT, help="the prompt to attribute")
     parser.add_argument(
-        "--transcoders", choices=["plt", "clt"], default="plt", help="toy-world-plt or -clt"
+        "--transcoders",
+        choices=["plt", "clt"],
+        default=TOY_WORLD_TRANSCODERS.removeprefix("toy-world-"),
+        help=f"toy-world-plt or -clt (default: {TOY_WORLD_TRANSCODERS})",
     )
     add_attribution_flags(parser, batch_size=256)
 

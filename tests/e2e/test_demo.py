@@ -2,25 +2,92 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
+import pytest
+import torch
+
 from ct_cli.main import main
-from ct_engine.graph import Graph
+from ct_engine.graph import Graph, compute_graph_scores, prune_graph
 
 
-def test_demo_prints_summary_and_saves_graph(tmp_path, capsys):
-    workdir = tmp_path / "demo"
-    assert main(["demo", "--workdir", str(workdir), "--batch_size", "64"]) == 0
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """``ct demo`` at its defaults: ``(printed summary, saved graph)``."""
+    workdir = tmp_path_factory.mktemp("demo")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--workdir", str(workdir), "--batch_size", "64"]) == 0
+    return printed.getvalue(), Graph.load(workdir / "graph.safetensors")
+
+
+def test_demo_prints_summary_and_saves_graph(demo):
+    out, graph = demo
     for line in ("prompt:", "targets:", "nodes:", "pruned", "scores: replacement", "timings:"):
         assert line in out
     assert "top features (layer, pos, feature)" in out
-    graph = Graph.load(workdir / "graph.safetensors")
     assert graph.n_features > 0 and graph.input_string.startswith("<bos>")
     # The salient-logit rule: the targets cover 95% of the probability, or hit the cap of 10.
     assert graph.logit_probabilities.sum() >= 0.95 or graph.n_logits == 10
     # The toy world's answer: Mosho lives in Soubathia, whose capital is Ludus.
     assert graph.logit_targets[0].token_str == "Ludus" and "'Ludus' p=" in out
+
+
+def strongest_path(graph: Graph, edges: torch.Tensor, source: int, target: int) -> list[int]:
+    """The path from ``source`` to ``target`` over ``edges`` (``(N, N)`` bool, kept edges)
+    whose product of edge shares is largest, as node indices. An edge's share is its |weight|
+    over all of its target's |incoming weights| (the normalisation of node influence), so a
+    path's product is the share of the target's attribution that flows along it."""
+    weights = graph.dense_adjacency().abs().double()
+    shares = weights / weights.sum(dim=1, keepdim=True).clamp(min=1e-30)
+    log_share = torch.where(edges, shares.log(), torch.tensor(-torch.inf, dtype=torch.float64))
+    best = torch.full((graph.n_nodes,), -torch.inf, dtype=torch.float64)
+    best[source] = 0.0
+    previous = torch.full((graph.n_nodes,), -1, dtype=torch.long)
+    for _ in range(graph.n_nodes):  # longest-path relaxation; the graph is acyclic
+        value, via = (log_share + best[None, :]).max(dim=1)
+        better = value > best
+        if not bool(better.any()):
+            break
+        best = torch.where(better, value, best)
+        previous = torch.where(better, via, previous)
+    assert torch.isfinite(best[target]), "no kept path from the source to the target"
+    path = [target]
+    while path[-1] != source:
+        path.append(int(previous[path[-1]]))
+    return path[::-1]
+
+
+def test_demo_shows_the_two_hop_circuit(demo):
+    """Mosho (the prompt's subject) -> a Soubathia feature at the last position (Mosho's
+    country, never named in the prompt) -> Ludus (Soubathia's capital), kept by the default
+    pruning and carrying the strongest path; the graph explains most of the logit."""
+    from ct_engine import ReplacementModel
+    from ct_engine.features.labels import toy_world_labels
+    from ct_engine.presets import TOY_WORLD_TRANSCODERS
+
+    _, graph = demo
+    model = ReplacementModel.from_pretrained("toy-world", TOY_WORLD_TRANSCODERS, device="cpu")
+    labels = toy_world_labels(model)  # the feature dashboards' ground-truth labels
+    pruned = prune_graph(graph)  # the default thresholds, 0.8 / 0.98
+    kept = pruned.node_mask
+    words = [model.tokenizer.decode([int(t)]).strip() for t in graph.input_tokens]
+    mosho = graph.token_node(words.index("Mosho"))
+    ludus = graph.logit_node([t.token_str for t in graph.logit_targets].index("Ludus"))
+    assert kept[mosho] and kept[ludus]
+    features = graph.active_features[graph.selected_features].tolist()
+    soubathia = {
+        i
+        for i, (layer, pos, feature) in enumerate(features)
+        if kept[i] and pos == graph.n_pos - 1 and labels.get((layer, feature)) == "Soubathia"
+    }
+    assert soubathia, "no Soubathia feature at the last position survives pruning"
+    path = strongest_path(graph, pruned.edge_mask.dense(), mosho, ludus)
+    assert soubathia & set(path[1:-1]), [graph.node_info(i) for i in path]
+    replacement, _ = compute_graph_scores(graph)
+    assert replacement >= 0.7
 
 
 MODEL_ARGS = ["-t", "toy-world-plt", "-m", "toy-world"]
