@@ -24,6 +24,12 @@ demo: setup
 	$(BIN)/ct demo --verbose
 	$(BIN)/ct materialize --golden
 
+# Retrain the toy world's transcoders (toy-world-plt, toy-world-clt) in place, with their
+# shipped settings (ct_engine/toyworld/MODEL_CARD.md, "Reproducing").
+.PHONY: toy-world-transcoders
+toy-world-transcoders: setup
+	$(BIN)/python -m ct_engine.toyworld.train_transcoders
+
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
