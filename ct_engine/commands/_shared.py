@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from ct_engine.options import BACKENDS, DTYPE_NAMES
 
@@ -35,6 +39,80 @@ def add_attribution_flags(p: argparse.ArgumentParser, *, batch_size: int) -> Non
         help="pruning: the share of total edge influence the kept edges carry",
     )
     p.add_argument("--verbose", action="store_true", help="progress bar and phase timings")
+
+
+def check_attribution_flags(args: argparse.Namespace) -> None:
+    """The numbers of :func:`add_attribution_flags`, checked before any model is loaded (a
+    mistake found after the attribution would throw its time away). Raises ``ValueError``."""
+    for flag in ("node_threshold", "edge_threshold"):
+        value = getattr(args, flag)
+        if not 0.0 <= value <= 1.0:  # NaN fails too
+            raise ValueError(
+                f"--{flag} {value} is out of range: it is a share of the total influence, "
+                "between 0 and 1"
+            )
+    if args.max_n_logits < 1:
+        raise ValueError(f"--max_n_logits must be at least 1, got {args.max_n_logits}")
+    if not 0.0 < args.desired_logit_prob <= 1.0:
+        raise ValueError(f"--desired_logit_prob must be in (0, 1], got {args.desired_logit_prob}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
+    if args.max_feature_nodes < 0:
+        raise ValueError(f"--max_feature_nodes must be at least 0, got {args.max_feature_nodes}")
+    prompt = getattr(args, "prompt", None)
+    if prompt is not None and not prompt.strip():
+        raise ValueError("the prompt is empty")
+
+
+def check_output_file(value: str, flag: str, suffixes: Sequence[str], hint: str = "") -> Path:
+    """A file a command will write, checked before any model is loaded: its suffix is one of
+    ``suffixes`` (the suffix picks the format), it is not a folder, and its folder exists and
+    takes new files. An existing file is replaced (as circuit-tracer's ``torch.save`` does).
+    ``hint`` ends the message of a wrong suffix. Raises ``ValueError``; returns the path."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ValueError(
+            f"{flag} {value} is a folder: give a file name, such as {path / 'graph'}{suffixes[0]}"
+        )
+    if path.suffix not in suffixes:
+        raise ValueError(
+            f"{flag} {value}: the suffix picks the file format; use {' or '.join(suffixes)}" + hint
+        )
+    if not path.parent.is_dir():
+        if path.parent.exists():
+            raise ValueError(f"{flag} {value}: {path.parent} is a file, not a folder")
+        raise ValueError(f"{flag} {value}: the folder {path.parent} does not exist")
+    _check_writable(path.parent, flag, value)
+    return path
+
+
+def check_output_folder(value: str, flag: str) -> Path:
+    """A folder a command will write files in, checked before any model is loaded: a folder or
+    nothing yet (it is created, with its parents, inside a folder that takes new files).
+    Raises ``ValueError``; returns the path."""
+    path = Path(value).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == path:
+            raise ValueError(f"{flag} {value} is a file, not a folder")
+        raise ValueError(f"{flag} {value}: {existing} is a file, not a folder")
+    _check_writable(existing, flag, value)
+    return path
+
+
+def _check_writable(folder: Path, flag: str, value: str) -> None:
+    """Create and remove a file in ``folder``: permission bits do not tell (root ignores them,
+    a read-only mount does not show in them)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ct-write-check-", dir=folder)
+    except OSError as err:
+        raise ValueError(
+            f"{flag} {value}: cannot create files in {folder}: {err.strerror}"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -119,9 +197,7 @@ def _model_from_config(transcoder_set: str) -> str:
 
     name = load_transcoders(transcoder_set, lazy_encoder=True).config.get("model_name")
     if not name:
-        raise SystemExit(
-            "ct attribute: --model is required because the transcoder config has no model_name"
-        )
+        raise ValueError("--model is required because the transcoder config has no model_name")
     return name
 
 
@@ -160,14 +236,50 @@ def run_attribution(args: argparse.Namespace, model):
 def _targets(args: argparse.Namespace, model):
     """``--target`` strings, or a ``--target-diff`` custom direction, or None (salient)."""
     from ct_engine.attribution import CustomTarget
-    from ct_engine.attribution.targets import single_token_id
 
     strings = getattr(args, "target", None)
     diff = getattr(args, "target_diff", None)
-    if strings and diff:
-        raise ValueError("give either --target or --target-diff, not both")
     if diff:
-        a, b = (single_token_id(word, model.tokenizer) for word in diff)
+        a, b = (vocabulary_token_id(word, model.tokenizer, "--target-diff") for word in diff)
         unembed = model.impl.unembedding
         return [CustomTarget(f"{diff[0]} - {diff[1]}", 1.0, unembed[:, a] - unembed[:, b])]
-    return strings or None
+    if strings:
+        return [vocabulary_token_id(word, model.tokenizer, "--target") for word in strings]
+    return None
+
+
+def vocabulary_token_id(word: str, tokenizer, flag: str) -> int:
+    """The id of ``word`` if it is exactly one token of the vocabulary.
+
+    A tokenizer with an unknown token (a word-level one, as the toy world's) reads a word it
+    does not know as that token: attributing it would explain ``<unk>``, not the word. Raises
+    ``ValueError`` naming the word, how it tokenizes and the nearest vocabulary entries."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    ids = tokenizer.encode(word, add_special_tokens=False)
+    pieces = [tokenizer.decode([i]) for i in ids]
+    if unk is not None and unk in ids and word.strip() != tokenizer.unk_token:
+        near = _nearest_tokens(word.strip(), tokenizer)
+        hint = f"; nearest: {', '.join(repr(t) for t in near)}" if near else ""
+        raise ValueError(
+            f"{flag} {word!r} is not in the model's vocabulary (it tokenizes as {pieces}){hint}"
+        )
+    if len(ids) != 1:
+        raise ValueError(
+            f"{flag} {word!r} is {len(ids)} tokens {pieces}, not exactly one: give a word of "
+            "one token (mind the leading space)"
+        )
+    return ids[0]
+
+
+def _nearest_tokens(word: str, tokenizer, n: int = 3) -> list[str]:
+    """Up to ``n`` vocabulary entries spelt most like ``word`` (case aside)."""
+    import difflib
+
+    special = set(getattr(tokenizer, "all_special_tokens", []))
+    by_lower: dict[str, str] = {}
+    for token in tokenizer.get_vocab():
+        shown = token.lstrip("Ġ▁")  # BPE / SentencePiece word-start marks
+        if shown and token not in special and abs(len(shown) - len(word)) <= 3:
+            by_lower.setdefault(shown.lower(), shown)
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.6)
+    return [by_lower[c] for c in close]

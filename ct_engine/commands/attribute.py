@@ -15,6 +15,9 @@ from pathlib import Path
 from ct_engine.commands._shared import (
     add_attribution_flags,
     add_model_flags,
+    check_attribution_flags,
+    check_output_file,
+    check_output_folder,
     load_model_from_args,
     run_attribution,
 )
@@ -26,7 +29,12 @@ HELP = "attribute a prompt and save the graph"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--prompt", required=True)
     add_model_flags(parser)
-    parser.add_argument("-o", "--graph_output_path", help="save the graph (.pt or .safetensors)")
+    parser.add_argument(
+        "-o",
+        "--graph_output_path",
+        help="save the graph; the suffix picks the format: .pt (circuit-tracer's) or "
+        ".safetensors (pickle-free)",
+    )
     parser.add_argument("--offload", choices=["cpu", "disk"], default=None)
     parser.add_argument("--slug", help="graph name for the viewer JSON files")
     parser.add_argument("--graph_file_dir", help="where to write the viewer JSON files")
@@ -58,10 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.estimate_memory:
         return _estimate_memory(args)
-    check_outputs(args)
+    check_arguments(args)
     graph, model = run_attribution(args, lambda: load_model_from_args(args))
     if args.graph_output_path:
-        out = Path(args.graph_output_path)
+        out = Path(args.graph_output_path).expanduser()
         graph.to_pt(out) if out.suffix == ".pt" else graph.save(out)
         print(f"graph saved to {out}")
     if args.slug and args.graph_file_dir:
@@ -86,13 +94,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """circuit-tracer's rules: somewhere to put the graph, and a slug with its folder.
-    Raises ``ValueError`` when there is nowhere to put it."""
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything that can be checked before the model loads, so that a mistake costs no
+    attribution: circuit-tracer's rules (somewhere to put the graph, a slug with its folder),
+    the numbers, the targets, and that every output can be written. Raises ``ValueError``."""
+    from ct_engine.options import check_slug
+
     if bool(args.slug) != bool(args.graph_file_dir):
         print("ct attribute: warning: --slug and --graph_file_dir go together", file=sys.stderr)
     if not (args.slug and args.graph_file_dir) and not args.graph_output_path:
         raise ValueError("give -o/--graph_output_path, or --slug with --graph_file_dir")
+    check_attribution_flags(args)
+    if args.target and args.target_diff:
+        raise ValueError("give either --target or --target-diff, not both")
+    if args.graph_output_path:
+        hint = " (the viewer's JSON files: --slug with --graph_file_dir)"
+        check_output_file(args.graph_output_path, "-o", GRAPH_SUFFIXES, hint)
+    if args.slug:
+        check_slug(args.slug)
+    if args.graph_file_dir:
+        folder = check_output_folder(args.graph_file_dir, "--graph_file_dir")
+        if args.slug and (folder / f"{args.slug}.json").is_dir():
+            raise ValueError(
+                f"--graph_file_dir {args.graph_file_dir}: {args.slug}.json is a folder"
+            )
+
+
+# The -o formats, by suffix (a viewer's JSON comes from --slug with --graph_file_dir).
+GRAPH_SUFFIXES = (".pt", ".safetensors")
 
 
 def _estimate_memory(args: argparse.Namespace) -> int:

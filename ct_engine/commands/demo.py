@@ -4,9 +4,14 @@ transcoders (offline), print the graph's summary and save it."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ct_engine.commands._shared import add_attribution_flags, load_model, run_attribution
+from ct_engine.commands._shared import (
+    add_attribution_flags,
+    check_attribution_flags,
+    check_output_folder,
+    load_model,
+    run_attribution,
+)
 from ct_engine.presets import TOY_WORLD_TRANSCODERS
 
 NAME = "demo"
@@ -29,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    workdir = Path(args.workdir)
+    check_attribution_flags(args)  # before the model loads, as every output below
+    workdir = check_output_folder(args.workdir, "--workdir")
+    if (workdir / "graph.safetensors").is_dir():
+        raise ValueError(f"--workdir {args.workdir}: graph.safetensors is a folder")
     transcoders = f"toy-world-{args.transcoders}"
     graph, _ = run_attribution(args, lambda: load_model("toy-world", transcoders))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ct_engine.commands._shared import add_model_flags, load_model_from_args
+from ct_engine.options import DTYPE_NAMES
 
 NAME = "intervene"
 HELP = "set features to values and show how the next-token distribution moves"
@@ -34,14 +35,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the interventions, print top-logit changes (and continuations)."""
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    if args.generate is not None and args.generate < 1:
+        raise ValueError(f"--generate must be at least 1, got {args.generate}")
+    if not args.prompt.strip():
+        raise ValueError("the prompt is empty")
+    import torch
+
     from ct_engine.interventions.report import format_logit_changes, top_logit_changes
     from ct_engine.interventions.spec import parse_intervention
 
+    dtype = getattr(torch, DTYPE_NAMES[args.dtype])
     items = [parse_intervention(text) for text in args.interventions]
+    for text, item in zip(args.interventions, items, strict=True):
+        if not item.relative:  # before the model loads; a factor is checked once resolved
+            _check_fits(text, item.value, dtype)
     model = load_model_from_args(args)
     tokens = model.ensure_tokenized(args.prompt)
     clean_logits, clean_acts = model.get_activations(tokens)
     interventions = [item.resolve(clean_acts) for item in items]
+    for text, item in zip(args.interventions, items, strict=True):
+        if item.relative:  # in float64: the product in the model's dtype may be inf already
+            clean = clean_acts[item.layer, item.pos, item.feature].double()
+            _check_fits(text, item.value * clean, dtype)
     constrained = range(model.n_layers) if args.constrained else None
     logits, _ = model.feature_intervention(
         tokens,
@@ -50,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         freeze_attention=args.freeze_attention,
         return_activations=False,
     )
+    if not torch.isfinite(logits[0, -1]).all():
+        raise ValueError(
+            f"the interventions drive the model's {args.dtype} activations past their range "
+            "(its logits are no longer finite numbers): give smaller values"
+        )
     words = [model.tokenizer.decode([int(t)]) for t in tokens]
     print(f"prompt: {len(tokens)} tokens: {' | '.join(repr(w) for w in words)}")
     for layer, pos, feat, value in interventions:
@@ -79,6 +101,20 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"\nclean:      {clean_text}\nintervened: {text}")
     return 0
+
+
+def _check_fits(text: str, value, dtype) -> None:
+    """Refuse a value the model's dtype cannot hold: it would become infinite, and every
+    probability NaN."""
+    import torch
+
+    largest = torch.finfo(dtype).max
+    biggest = float(torch.as_tensor(value, dtype=torch.float64).abs().max())
+    if biggest > largest:
+        raise ValueError(
+            f"{text!r}: the value {biggest:g} overflows the model's dtype "
+            f"{str(dtype).removeprefix('torch.')} (largest {largest:g})"
+        )
 
 
 def _values(value) -> str:

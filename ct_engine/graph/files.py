@@ -22,20 +22,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
 from ct_engine.folders import set_default_mode
 from ct_engine.graph.graph import Graph, NodeInfo
 from ct_engine.graph.pruning import prune_graph
+from ct_engine.options import check_slug
 from ct_engine.transcoders.refs import scan_name
 
 SCHEMA_VERSION = 1
 METADATA_FILE = "graph-metadata.json"
 # JSON Schema of the graph file, shipped with the package.
 SCHEMA_PATH = Path(__file__).with_name("graph_file.schema.json")
-_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def cantor_pair(layer: int, feature: int) -> int:
@@ -221,11 +220,7 @@ def create_graph_files(
         ValueError: a slug that is not a plain file name, no scan to name the transcoders,
             or a graph path that is not ``.pt`` / ``.safetensors``.
     """
-    if not _SLUG.match(slug):
-        raise ValueError(
-            f"slug {slug!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
-        )
+    check_slug(slug)
     if isinstance(scan, (int, float)):
         # Older calls passed node_threshold fourth; circuit-tracer's fourth argument is scan.
         raise TypeError(f"scan={scan!r}: scan is the fourth argument; pass node_threshold= by name")
