@@ -17,6 +17,7 @@ tensor machinery, two circuit-tracer classes: ``LogitTarget`` (a NamedTuple, pic
 from __future__ import annotations
 
 import collections
+import math
 import pickle
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -249,6 +250,15 @@ def _rebuild_tensor(
     extent = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1
     if extent > len(storage):
         raise UnsafePickleError("tensor view runs past the end of its storage")
+    # A zero or overlapping stride lets a few stored bytes declare a huge tensor (a 3 KB file,
+    # a 100,000-node adjacency) that takes its full size once anything copies it: a tensor
+    # may hold no more values than the file stores for it.
+    numel = math.prod(size)
+    if numel > len(storage) - storage_offset:
+        raise UnsafePickleError(
+            f"a tensor of shape {tuple(size)} ({numel:,} values) is declared over "
+            f"{len(storage) - storage_offset:,} stored values"
+        )
     return storage.as_strided(size, stride, storage_offset)
 
 

@@ -99,7 +99,9 @@ def read_pt(path: str | PathLike[str], map_location: str | torch.device = "cpu")
     """Load a circuit-tracer graph ``.pt`` safely (see the module docstring).
 
     Raises:
-        UnsafePickleError: the file references anything but tensors and graph classes.
+        FileNotFoundError: no file at ``path``; ``IsADirectoryError``: a folder.
+        UnsafePickleError: the file references anything but tensors and graph classes, or
+            declares more data than it holds.
         ValueError: not a torch zip archive, or not a graph.
     """
     payload = load_pt_payload(path)
@@ -108,6 +110,10 @@ def read_pt(path: str | PathLike[str], map_location: str | torch.device = "cpu")
 
 def load_pt_payload(path: str | PathLike[str]) -> Any:
     """Unpickle the object inside a torch zip archive with the restricted unpickler."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"graph file {path} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not a graph file")
     if not zipfile.is_zipfile(path):
         raise ValueError(
             f"{path} is not a torch zip archive (legacy torch.save formats unsupported)"
@@ -135,7 +141,10 @@ def load_pt_payload(path: str | PathLike[str]) -> Any:
             return storages[key]
 
         data = io.BytesIO(archive.read(prefix + "data.pkl"))
-        return RestrictedUnpickler(data, load_storage).load()
+        try:
+            return RestrictedUnpickler(data, load_storage).load()
+        except UnsafePickleError as err:
+            raise UnsafePickleError(f"{path}: {err}") from None
 
 
 def graph_from_payload(payload: Any) -> Graph:
@@ -186,8 +195,15 @@ def _read_storage(
 ) -> torch.Tensor:
     """``(numel,)`` tensor of ``dtype`` holding the bytes of one storage record."""
     nbytes = numel * torch.empty((), dtype=dtype).element_size()
-    if archive.getinfo(record).file_size != nbytes:
+    info = archive.getinfo(record)
+    if info.file_size != nbytes:
         raise UnsafePickleError(f"storage record {record!r} does not hold {numel} {dtype} values")
+    # torch.save stores records uncompressed: a compressed one could inflate far past the
+    # file's size, and the buffer below is allocated before a byte is read.
+    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        raise UnsafePickleError(f"storage record {record!r} is compressed; torch never does that")
+    if info.header_offset + info.compress_size > os.path.getsize(archive.filename):
+        raise UnsafePickleError(f"storage record {record!r} runs past the end of the file")
     buffer = torch.empty(nbytes, dtype=torch.uint8)
     view = memoryview(buffer.numpy())
     with archive.open(record) as stream:

@@ -27,3 +27,26 @@ def attention_pattern_hook(layer: int) -> str:
 
 def norm_scale_hook(layer: int, norm: str) -> str:
     return block_hook(layer, f"{norm}.hook_scale")
+
+
+# Hooks transcoders commonly read or write, suggested when a config names one a model lacks.
+COMMON_TRANSCODER_HOOKS = (
+    "hook_resid_mid",
+    "ln2.hook_normalized",
+    "mlp.hook_in",
+    "mlp.hook_out",
+    "hook_mlp_out",
+)
+
+
+def unknown_hook_message(hook: str, model: str, available: list[str]) -> str:
+    """Says that the transcoders' ``hook`` is not one of ``model``'s block hooks
+    (``available``, relative to a block), with the nearest names or the common ones."""
+    import difflib
+
+    start = f"the transcoders use hook {hook!r}, which this model ({model}) does not have"
+    if len(available) <= 8:
+        return f"{start}; its hooks: {', '.join(available)}"
+    near = difflib.get_close_matches(hook, available, n=3, cutoff=0.6)
+    near = near or [h for h in COMMON_TRANSCODER_HOOKS if h in available]
+    return f"{start}; its hooks include {', '.join(near)}"

@@ -37,8 +37,9 @@ import torch
 
 from ct_engine.replacement.backend import CleanRun, CleanRunMixin, FrozenRun, text_config
 from ct_engine.replacement.edits import ForwardEdits, Pins, pin_prefix
+from ct_engine.replacement.hooks import unknown_hook_message
 from ct_engine.replacement.nnsight_mapping import FamilyMapping, mapping_for
-from ct_engine.transcoders import Transcoders
+from ct_engine.transcoders import TranscoderFormatError, Transcoders
 
 # A site handler gets the value at a location and returns its replacement (or None: keep).
 Handler = Callable[[torch.Tensor], torch.Tensor | None]
@@ -70,8 +71,8 @@ class NNsightBackend(CleanRunMixin):
         self.n_ctx: int = int(cfg.max_position_embeddings)
         L = self.n_layers
         _layer = self.mapping.layer_location
-        in_loc = self._hook_location(transcoders.feature_input_hook)
-        out_loc = self._hook_location(transcoders.feature_output_hook)
+        in_loc = self._hook_location(transcoders.feature_input_hook, "feature_input_hook")
+        out_loc = self._hook_location(transcoders.feature_output_hook, "feature_output_hook")
         if in_loc == out_loc:
             raise ValueError("the transcoders' input and output hooks are the same site")
         self.input_hooks = [_layer(i, in_loc) for i in range(L)]
@@ -102,12 +103,17 @@ class NNsightBackend(CleanRunMixin):
         self._order = order
         self._install_sources()
 
-    def _hook_location(self, hook: str) -> str:
+    def _hook_location(self, hook: str, key: str) -> str:
         loc = self.mapping.hook_location(hook)
         if loc is None:
-            raise ValueError(
-                f"the transcoders use hook {hook!r}, which the nnsight backend does not map for "
-                f"{self.mapping.architecture} (mapped: {', '.join(self.mapping.hooks)})"
+            model = self._hf_model.config.name_or_path
+            raise TranscoderFormatError(
+                unknown_hook_message(
+                    hook,
+                    f"{model}, a {self.mapping.architecture} on the nnsight backend",
+                    list(self.mapping.hooks),
+                ),
+                key=key,
             )
         return loc
 

@@ -33,12 +33,17 @@ from ct_engine.replacement.hooks import (
     attention_pattern_hook,
     block_hook,
     norm_scale_hook,
+    unknown_hook_message,
 )
-from ct_engine.transcoders import Transcoders
+from ct_engine.transcoders import TranscoderFormatError, Transcoders
 
 
 class _StopForward(Exception):
     """Raised from the final-norm hook: nothing after it is needed."""
+
+
+def _architecture(cfg) -> str:
+    return cfg.original_architecture or getattr(cfg, "architecture", None) or "model"
 
 
 def _detach(tensor: torch.Tensor, hook) -> torch.Tensor:
@@ -70,11 +75,18 @@ class TransformerLensBackend(CleanRunMixin):
         self.output_hooks = [
             block_hook(i, transcoders.feature_output_hook) for i in range(self.n_layers)
         ]
-        for name in (self.input_hooks[0], self.output_hooks[0]):
+        for key, name in (
+            ("feature_input_hook", self.input_hooks[0]),
+            ("feature_output_hook", self.output_hooks[0]),
+        ):
             if name not in hook_names:
-                raise ValueError(
-                    f"the transcoders use hook {name.split('.', 2)[2]!r}, which this model "
-                    f"({cfg.original_architecture}) does not have"
+                raise TranscoderFormatError(
+                    unknown_hook_message(
+                        name.split(".", 2)[2],
+                        f"{cfg.model_name}, a {_architecture(cfg)}",
+                        [h.split(".", 2)[2] for h in hook_names if h.startswith("blocks.0.")],
+                    ),
+                    key=key,
                 )
         # Stop-gradient sites: attention probabilities and every norm scale.
         self.attention_hooks = [attention_pattern_hook(i) for i in range(self.n_layers)]

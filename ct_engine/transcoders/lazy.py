@@ -28,6 +28,40 @@ def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise TranscoderFormatError(f"cannot read safetensors file: {err}", file=path) from err
 
 
+def checked_weights(raw: torch.Tensor, dtype: torch.dtype, file: Path, key: str) -> torch.Tensor:
+    """``raw`` as ``dtype``; a :class:`TranscoderFormatError` naming ``file`` and ``key`` if any
+    value is NaN or infinite, in the file or once converted (a value past the dtype's range).
+
+    Every reader passes its weights through here as it reads them: eager tensors at load,
+    lazy ones when their rows are read, since scanning a lazy decoder at load would read all
+    of what laziness leaves on disk. A NaN weight otherwise surfaces much later, as NaN
+    attributions that pruning cannot rank."""
+    converted = raw.to(dtype)
+    if not converted.is_floating_point() or _all_finite(converted):
+        return converted
+    if raw.is_floating_point() and not _all_finite(raw):
+        n_nan, n_inf = int(torch.isnan(raw).sum()), int(torch.isinf(raw).sum())
+        first = tuple(int(i) for i in (~torch.isfinite(raw)).nonzero()[0])
+        raise TranscoderFormatError(
+            f"weights are not finite: {n_nan} NaN and {n_inf} infinite values, the first at "
+            f"index {first}",
+            file=file,
+            key=key,
+        )
+    largest = float(raw.double().abs().max())
+    raise TranscoderFormatError(
+        f"weights overflow {str(dtype).removeprefix('torch.')} (largest magnitude {largest:g}): "
+        "load them in a wider dtype",
+        file=file,
+        key=key,
+    )
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    # in slices: one boolean temporary the size of a whole decoder would double its memory
+    return all(bool(torch.isfinite(part).all()) for part in t.reshape(-1).split(1 << 24))
+
+
 def read_tensor(path: Path, key: str) -> torch.Tensor:
     """Read one tensor from a safetensors file onto the CPU."""
     with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -59,7 +93,8 @@ class LazyTensor:
             t = t.T
         if self.start:
             t = t[:, self.start :]
-        return t.to(device=device, dtype=dtype).contiguous()
+        t = checked_weights(t, dtype, self.path, self.key)
+        return t.to(device=device).contiguous()
 
     def read_rows(
         self, rows: torch.Tensor, *, device: torch.device, dtype: torch.dtype
@@ -77,4 +112,5 @@ class LazyTensor:
             t = view[:, unique].T if self.transpose else view[unique]
         if self.start:
             t = t[:, self.start :]
-        return t.to(device=device, dtype=dtype)[inverse.to(device)]
+        t = checked_weights(t, dtype, self.path, self.key)
+        return t.to(device=device)[inverse.to(device)]

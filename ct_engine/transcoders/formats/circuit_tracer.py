@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from ..base import Transcoders
 from ..cross_layer import CrossLayerTranscoder
 from ..errors import TranscoderFormatError
-from ..lazy import LazyTensor, read_tensor, tensor_shapes
+from ..lazy import LazyTensor, checked_weights, read_tensor, tensor_shapes
 from ..transcoder_set import TranscoderSet
 from .assemble import CrossLayerWeights, LayerWeights, build_cross_layer
 from .common import (
@@ -61,7 +61,7 @@ def numbered_files(directory: Path, pattern: str) -> dict[int, Path]:
 
 def _read(path: Path, keys: list[str], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     with safe_open(str(path), framework="pt", device="cpu") as f:
-        return {key: f.get_tensor(key).to(dtype) for key in keys}
+        return {key: checked_weights(f.get_tensor(key), dtype, path, key) for key in keys}
 
 
 # ---------------------------------------------------------------------------------- readers

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 
 from ..errors import TranscoderFormatError
-from ..lazy import LazyTensor, tensor_shapes
+from ..lazy import LazyTensor, checked_weights, tensor_shapes
 from .assemble import CrossLayerWeights, LayerWeights
 from .common import LoadOptions, check_dims, check_n_layers, matrix_dims, require_shape
 
@@ -53,7 +53,8 @@ def read_npz_layer(
         require_shape(shapes, "threshold", (n_features,), path)
 
     def tensor(key: str) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(arrays[key])).to(options.dtype)
+        raw = torch.from_numpy(np.ascontiguousarray(arrays[key]))
+        return checked_weights(raw, options.dtype, path, key)
 
     return LayerWeights(
         file=path,
@@ -66,6 +67,15 @@ def read_npz_layer(
         threshold_key="threshold",
         skip_key=GS2_SKIP_KEY,
     )
+
+
+def _reader(path: Path, dtype: torch.dtype):
+    """``read(f, key)``: tensor ``key`` of the open safetensors file ``f`` as ``dtype``, checked."""
+
+    def read(f, key: str) -> torch.Tensor:
+        return checked_weights(f.get_tensor(key), dtype, path, key)
+
+    return read
 
 
 def read_gs2_layer(
@@ -88,18 +98,15 @@ def read_gs2_layer(
         require_shape(shapes, GS2_SKIP_KEY, (d_model, d_model), path)
         optional.append(GS2_SKIP_KEY)
     dims = (n_features, d_model)
+    read = _reader(path, options.dtype)
     with safe_open(str(path), framework="pt", device="cpu") as f:
-        t = {key: f.get_tensor(key).to(options.dtype) for key in ("b_enc", "b_dec", *optional)}
+        t = {key: read(f, key) for key in ("b_enc", "b_dec", *optional)}
         W_enc = (
             LazyTensor(path, "w_enc", dims, transpose=True)
             if options.lazy_encoder
-            else f.get_tensor("w_enc").to(options.dtype).T.contiguous()
+            else read(f, "w_enc").T.contiguous()
         )
-        W_dec = (
-            LazyTensor(path, "w_dec", dims)
-            if options.lazy_decoder
-            else f.get_tensor("w_dec").to(options.dtype)
-        )
+        W_dec = LazyTensor(path, "w_dec", dims) if options.lazy_decoder else read(f, "w_dec")
     skip = t.get(GS2_SKIP_KEY)
     return LayerWeights(
         file=path,
@@ -149,17 +156,19 @@ def read_gs2_cross_layer(
             if key in shapes:
                 require_shape(shapes, key, shape, path)
                 keys.append(key)
+        read = _reader(path, options.dtype)
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            t = {key: f.get_tensor(key).to(options.dtype) for key in keys}
+            t = {key: read(f, key) for key in keys}
             if options.lazy_encoder:
                 w.W_enc.append(LazyTensor(path, "w_enc", expected, transpose=True))
             else:
-                w.W_enc.append(f.get_tensor("w_enc").to(options.dtype).T.contiguous())
+                w.W_enc.append(read(f, "w_enc").T.contiguous())
             dec_shape = (n_features, n_layers - i, d_model)
             if options.lazy_decoder:
                 w.W_dec.append(LazyTensor(path, "w_dec", dec_shape, start=i))
             else:
-                w.W_dec.append(f.get_slice("w_dec")[:, i:, :].to(options.dtype).contiguous())
+                dec = f.get_slice("w_dec")[:, i:, :]
+                w.W_dec.append(checked_weights(dec, options.dtype, path, "w_dec").contiguous())
         w.b_enc.append(t["b_enc"])
         w.b_dec.append(t["b_dec"])
         w.threshold.append(t.get("threshold"))
