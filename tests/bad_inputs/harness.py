@@ -45,7 +45,8 @@ class Cli:
     error: str
     rc: int = 2
     files: dict[str, str | bytes] = field(default_factory=dict)  # created in {tmp} first
-    setup: Callable[[Path], None] | None = None  # more preparation, given {tmp}
+    # more preparation, given {tmp}; a dict it returns adds placeholders to argv ({port})
+    setup: Callable[[Path], dict[str, object] | None] | None = None
     timeout: float = 120.0
     env: dict[str, str] = field(default_factory=dict)
 
@@ -122,9 +123,9 @@ def check_cli(case: Cli, tmp: Path) -> subprocess.CompletedProcess:
             path.write_bytes(content)
         else:
             path.write_text(content)
-    if case.setup is not None:
-        case.setup(tmp)
-    argv = shlex.split(case.argv.format(tmp=tmp, **PLACEHOLDERS))
+    extra = case.setup(tmp) if case.setup is not None else None
+    extra = extra if isinstance(extra, dict) else {}  # e.g. write_text's count: not for argv
+    argv = shlex.split(case.argv.format(tmp=tmp, **PLACEHOLDERS, **extra))
     done = run_ct(argv, tmp, case.env, case.timeout)
     shown = (
         f"$ ct {case.argv}\nexit {done.returncode}\nstderr:\n{done.stderr}\nstdout:\n{done.stdout}"
