@@ -28,11 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Attribute (the engine's command), then serve the graph files when ``--server``.
-    Raises ``ValueError`` for ``--server`` without ``--slug`` and ``--graph_file_dir``,
-    before any model is loaded."""
+    Raises ``ValueError`` for ``--server`` without ``--slug`` and ``--graph_file_dir``, or
+    with a port the viewer cannot listen on, before any model is loaded."""
     serving = args.server and not args.estimate_memory
     if serving and not (args.slug and args.graph_file_dir):
         raise ValueError("--server needs --slug and --graph_file_dir")
+    if serving:
+        _check_port(args.port)
     features_dir = None
     if serving and args.features_dir:
         from ct_viewer.features import FeatureFolder
@@ -49,6 +51,16 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _check_port(port: int) -> None:
+    """A port the viewer can listen on, now rather than after the attribution: a taken port
+    (another server) or a forbidden one is one line. (It could still be taken in between.)"""
+    from ct_viewer.server import DEFAULT_HOST, listen
+
+    if not 0 < port < 65536:
+        raise ValueError(f"--port {port} is not a port number (1-65535)")
+    listen(DEFAULT_HOST, port).close()
 
 
 def _viewer_app(graph_file_dir: str, features_dir: Path | None = None):

@@ -8,6 +8,8 @@ the mistake; and the whole run must stay fast. The rest use the toy world.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from tests.bad_inputs.harness import Cli, check_cli, ids
@@ -23,6 +25,18 @@ INT_TOY = f"intervene -p {P} -t {{plt}} -m {{model}}"
 
 def _mkdir(name: str):
     return lambda tmp: (tmp / name).mkdir()
+
+
+_HELD: list[socket.socket] = []  # ports kept busy until the session ends
+
+
+def _busy_port(tmp) -> dict[str, int]:
+    """``{port}``: a loopback port another server listens on."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    _HELD.append(sock)
+    return {"port": sock.getsockname()[1]}
 
 
 FAST = [
@@ -84,6 +98,18 @@ FAST = [
         f"{ATT} --slug s --graph_file_dir {{tmp}}/gf",
         r"--graph_file_dir .*/gf: s\.json is a folder$",
         setup=lambda tmp: (tmp / "gf" / "s.json").mkdir(parents=True),
+    ),
+    # --server: the viewer's port
+    Cli(
+        "attribute-server-port-out-of-range",
+        f"{ATT} --slug s --graph_file_dir {{tmp}}/gf --server --port 70000",
+        r"--port 70000 is not a port number \(1-65535\)$",
+    ),
+    Cli(
+        "attribute-server-port-taken",
+        f"{ATT} --slug s --graph_file_dir {{tmp}}/gf --server --port {{port}}",
+        r"error: port \d+ on 127\.0\.0\.1 is already in use .*choose a free port with --port$",
+        setup=_busy_port,
     ),
     # the numbers
     Cli(
