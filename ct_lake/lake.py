@@ -857,14 +857,19 @@ def _is_conflict(err: Exception) -> bool:
     )
 
 
-# Words of delta-rs errors about what a log holds, not about reaching it.
-_DAMAGE_WORDS = ("json", "parse", "checkpoint", "parquet", "invalid", "unexpected", "missing")
+# Words of delta-rs errors about what a log holds, and about reaching it (which is no damage).
+_DAMAGE_WORDS = ("json", "parse", "checkpoint", "parquet", "invalid log", "missing version")
+_REACH_WORDS = ("s3", "http", "credential", "access", "connect", "timed out", "timeout", "dns")
 
 
 def _is_damage(err: Exception) -> bool:
     """Whether a deltalake error loading a table says its log is damaged (not unreachable)."""
     text = str(err).lower()
-    return not isinstance(err, OSError) and any(word in text for word in _DAMAGE_WORDS)
+    return (
+        not isinstance(err, OSError)
+        and any(word in text for word in _DAMAGE_WORDS)
+        and not any(word in text for word in _REACH_WORDS)
+    )
 
 
 def _first_line(err: BaseException) -> str:
