@@ -6,16 +6,22 @@ node ``j`` is ``(w·(Â + Â² + Â³ + …))[j]``: the weighted fraction of log
 that passes through ``j`` over any number of hops. The graph is a DAG, so ``Â`` is nilpotent
 and the series ends after at most the longest path length.
 
-Every function accepts a dense ``(N, N)`` tensor or a torch sparse (COO/CSR) one, and works
-on the nonzero entries only (no dense ``N×N`` temporaries). Sums are taken in float64;
-results come back in the input's dtype and layout.
+Every function accepts a dense ``(N, N)`` tensor or a torch sparse (COO/CSR) one, and never
+builds a dense ``N×N`` temporary or a list of all its edges: influence streams the matrix in
+bounded row blocks (:class:`~ct_engine.graph._edges.RowBlocks`). When every row reads only
+from lower-numbered nodes or from nodes with no inputs of their own (attribution graphs: a
+feature reads features of lower layers, errors and tokens), one sweep over the row blocks from
+the last to the first sums the whole series: each node's total ``z = w + z·Â`` is final
+once every row after it has been read. Otherwise (any other matrix) the series is iterated,
+one pass per hop. Sums are taken in float64; results come back in the input's dtype and
+layout.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ct_engine.graph._edges import EdgeList
+from ct_engine.graph._edges import EdgeList, RowBlocks
 
 # Row sums are clamped to these before dividing (graph-level and partial, as circuit-tracer).
 NORM_EPS = 1e-10
@@ -50,9 +56,9 @@ def compute_influence(
     Raises:
         RuntimeError: if ``A`` is not nilpotent within ``max_iter`` steps (a cycle).
     """
-    edges = EdgeList.from_matrix(A)
-    weights = logit_weights.to(device=edges.values.device, dtype=torch.float64)
-    return influence_from_edges(edges, weights, max_iter).to(A.dtype)
+    blocks = RowBlocks(A)
+    weights = logit_weights.to(device=A.device, dtype=torch.float64)
+    return influence_from_blocks(blocks, weights, max_iter=max_iter).to(A.dtype)
 
 
 def compute_node_influence(A: torch.Tensor, logit_weights: torch.Tensor) -> torch.Tensor:
@@ -65,9 +71,9 @@ def compute_node_influence(A: torch.Tensor, logit_weights: torch.Tensor) -> torc
     Returns:
         ``(N,)`` in ``A``'s dtype. Logit nodes get 0 (they have no out-edges).
     """
-    edges = normalized_edges(EdgeList.from_matrix(A))
-    weights = logit_weights.to(device=edges.values.device, dtype=torch.float64)
-    return influence_from_edges(edges, weights).to(A.dtype)
+    blocks = RowBlocks(A)
+    weights = logit_weights.to(device=A.device, dtype=torch.float64)
+    return node_influence(blocks, weights)[0].to(A.dtype)
 
 
 def compute_edge_influence(A: torch.Tensor, logit_weights: torch.Tensor) -> torch.Tensor:
@@ -212,3 +218,97 @@ def edge_scores_from_edges(edges: EdgeList, weights: torch.Tensor) -> EdgeList:
     norm = normalized_edges(edges)
     phi = influence_from_edges(norm, weights) + weights
     return norm.with_values(norm.values * phi[norm.rows])
+
+
+def node_influence(blocks: RowBlocks, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Influence on the row-normalised ``|M|`` of ``blocks``, streamed.
+
+    Returns:
+        ``(influence (n,), abs_row_sums (n,))``, float64 (the sums, unclamped, for callers
+        that need them again).
+    """
+    sums = blocks.abs_row_sums()
+    scale = sums.clamp(min=NORM_EPS).reciprocal()
+    return influence_from_blocks(blocks, weights, row_scale=scale, row_sums=sums), sums
+
+
+def influence_from_blocks(
+    blocks: RowBlocks,
+    weights: torch.Tensor,
+    row_scale: torch.Tensor | None = None,
+    row_sums: torch.Tensor | None = None,
+    max_iter: int = 1000,
+) -> torch.Tensor:
+    """``(n,)`` float64 ``w·(M + M² + …)``, streamed over row blocks.
+
+    Args:
+        blocks: the matrix.
+        weights: ``(n,)`` float64 ``w``.
+        row_scale: if given, ``M = |blocks|`` with row ``t`` multiplied by ``row_scale[t]``;
+            else ``M`` is the matrix as it is.
+        row_sums: ``(n,)`` abs row sums if known (which rows have inputs); else one pass.
+        max_iter: products allowed in the iterated case.
+
+    Raises:
+        RuntimeError: the series does not end within ``max_iter`` products (a cycle).
+    """
+
+    def matrix(start: int, stop: int) -> torch.Tensor:
+        block = blocks.block(start, stop)
+        if row_scale is None:
+            return block
+        return block.abs_().mul_(row_scale[start:stop].unsqueeze(1))
+
+    if row_sums is None:
+        row_sums = blocks.abs_row_sums()
+    has_row = row_sums > 0
+    swept = _sweep(blocks.spans(), matrix, weights, has_row)
+    if swept is not None:
+        return swept
+
+    def vecmat(c: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(c)
+        for start, stop in blocks.spans():
+            part = c[start:stop]
+            if bool(part.any()) and bool(has_row[start:stop].any()):
+                out += torch.mv(matrix(start, stop).t(), part)
+        return out
+
+    current = vecmat(weights)
+    total = current.clone()
+    for _ in range(max_iter):
+        if not bool(current.any()):
+            return total
+        current = vecmat(current)
+        total += current
+    if bool(current.any()):
+        raise RuntimeError(f"Influence computation failed to converge after {max_iter} iterations")
+    return total
+
+
+def _sweep(spans, matrix, weights: torch.Tensor, has_row: torch.Tensor) -> torch.Tensor | None:
+    """``z - w`` with ``z = w + z·M``, in one pass over the row blocks, last block first.
+
+    Valid when every entry ``M[t, s]`` whose source ``s`` has a row of its own has ``s < t``:
+    then when block ``[a, b)`` is read, every row after it has added its share to ``z``, and
+    the block's own rows (strictly lower triangular among themselves) are solved exactly.
+    Returns ``None`` as soon as an entry breaks that order.
+    """
+    z = weights.clone()
+    for start, stop in reversed(spans):
+        if not bool(has_row[start:stop].any()) or not bool(z[start:stop].any()):
+            continue  # nothing flows out of these rows (yet: a later break is still caught)
+        M = matrix(start, stop)
+        if bool(((M[:, stop:] != 0) & has_row[stop:]).any()):
+            return None
+        inner = M[:, start:stop] * has_row[start:stop].to(M.dtype)
+        if bool(torch.triu(inner).any()):
+            return None
+        y = z[start:stop]
+        if bool(inner.any()):
+            eye = torch.eye(stop - start, dtype=M.dtype, device=M.device)
+            y = torch.linalg.solve_triangular(
+                (eye - inner).t(), y.unsqueeze(1), upper=True, unitriangular=True
+            ).squeeze(1)
+        z += torch.mv(M.t(), y)
+    return z - weights

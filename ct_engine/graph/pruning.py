@@ -5,9 +5,11 @@
 influence of the node-pruned graph, then repeatedly drops feature and error nodes left without
 a kept outgoing edge and feature nodes left without a kept incoming edge.
 
-Nothing here builds a dense ``N×N`` float matrix or sorts ``N²`` entries: influence runs on the
-nonzero edges (:mod:`ct_engine.graph.influence`) and the edge threshold is found among the
-edges with a positive score only.
+Nothing here builds a dense ``N×N`` float matrix, sorts ``N²`` entries or copies the whole
+graph's edges: node influence streams the adjacency in row blocks
+(:mod:`ct_engine.graph.influence`), only the edges between kept nodes are collected, and the
+edge threshold is found among those with a positive score. Memory beyond the adjacency is a
+few row blocks plus the node-pruned graph's edges (24 bytes each).
 
 **Threshold semantics.** ``find_threshold`` sorts scores in descending order and returns the
 score at which the cumulative share first reaches ``τ``; keeping ``score >= threshold`` keeps
@@ -36,13 +38,9 @@ from typing import NamedTuple
 
 import torch
 
-from ct_engine.graph._edges import EdgeList
+from ct_engine.graph._edges import RowBlocks
 from ct_engine.graph.graph import Graph
-from ct_engine.graph.influence import (
-    edge_scores_from_edges,
-    influence_from_edges,
-    normalized_edges,
-)
+from ct_engine.graph.influence import edge_scores_from_edges, node_influence
 
 
 @dataclass(frozen=True)
@@ -96,14 +94,8 @@ class EdgeMask:
         """``(E,)``: the adjacency entries of the listed edges (dense or sparse adjacency)."""
         if adjacency.layout == torch.strided:
             return adjacency[self.rows, self.cols]
-        edges = EdgeList.from_matrix(adjacency, dtype=adjacency.dtype)
-        keys = edges.rows * self.n_nodes + edges.cols
-        wanted = self.rows * self.n_nodes + self.cols
-        at = torch.searchsorted(keys, wanted).clamp(max=max(len(keys) - 1, 0))
-        found = keys[at] == wanted if len(keys) else torch.zeros_like(wanted, dtype=torch.bool)
-        values = torch.zeros(len(wanted), dtype=adjacency.dtype, device=wanted.device)
-        values[found] = edges.values[at[found]]
-        return values
+        # Read in row blocks: a copy of every edge of a real-density graph would not fit.
+        return RowBlocks(adjacency).entries(self.rows, self.cols).to(adjacency.dtype)
 
 
 class PruneResult(NamedTuple):
@@ -160,14 +152,14 @@ def prune_graph(
     always_kept = graph.token_slice.start  # tokens and logits: [always_kept, N)
     device = graph.adjacency_matrix.device
 
-    edges = EdgeList.from_matrix(graph.adjacency_matrix)
+    blocks = RowBlocks(graph.adjacency_matrix)
     weights = target_weights(graph).to(device)
 
-    influence = influence_from_edges(normalized_edges(edges), weights)
+    influence, _ = node_influence(blocks, weights)
     node_mask = influence >= find_threshold(influence, node_threshold)
     node_mask[always_kept:] = True
 
-    pruned = edges.select(node_mask[edges.rows] & node_mask[edges.cols])
+    pruned = blocks.edges(node_mask, node_mask)
     scores = edge_scores_from_edges(pruned, weights)
     scores = scores.select(scores.values > 0)
     ordered = torch.sort(scores.values, descending=True).values

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ct_engine.graph._edges import EdgeList
+from ct_engine.graph._edges import RowBlocks
 from ct_engine.graph.graph import Graph
-from ct_engine.graph.influence import influence_from_edges, normalized_edges
+from ct_engine.graph.influence import NORM_EPS, influence_from_blocks
 from ct_engine.graph.pruning import target_weights
 
 
@@ -29,7 +29,7 @@ def compute_graph_scores(graph: Graph) -> tuple[float, float]:
         ``(replacement_score, completeness_score)``, each in ``[0, 1]``; the replacement
         score is NaN when no mass reaches any token or error node (``0/0``, as circuit-tracer).
     """
-    return _scores(graph, EdgeList.from_matrix(graph.adjacency_matrix))
+    return _scores(graph, RowBlocks(graph.adjacency_matrix))
 
 
 def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[float, float]:
@@ -46,43 +46,43 @@ def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[
         node_mask: ``(N,)`` bool, e.g. ``prune_graph(graph).node_mask``; only its feature
             entries matter.
     """
-    edges = EdgeList.from_matrix(graph.adjacency_matrix)
+    A = graph.adjacency_matrix
     n_features = graph.n_features
-    node_mask = node_mask.to(edges.rows.device)
-    pruned_feature = torch.zeros(graph.n_nodes, dtype=torch.bool, device=edges.rows.device)
-    pruned_feature[:n_features] = ~node_mask[:n_features]
-    edges = edges.select(~pruned_feature[edges.rows])
+    device = A.device
+    pruned = torch.zeros(graph.n_nodes, dtype=torch.bool, device=device)
+    pruned[:n_features] = ~node_mask.to(device)[:n_features]
+    moved = pruned.nonzero().squeeze(1)
     # The error node at each feature's (layer, pos): errors are ordered layer-major.
     layers, positions = graph.active_features[graph.selected_features][:, :2].unbind(1)
-    error_of = (graph.error_slice.start + layers * graph.n_pos + positions).to(edges.cols)
-    cols = edges.cols.clone()
-    moved = pruned_feature[cols]
-    cols[moved] = error_of[cols[moved]]
-    # Every index is a node of the graph (an edge's own or an error node), so torch's checks
-    # would only cost time.
-    merged = torch.sparse_coo_tensor(
-        torch.stack([edges.rows, cols]),
-        edges.values,
-        (graph.n_nodes, graph.n_nodes),
-        check_invariants=False,
-    ).coalesce()  # sums the columns that now land on the same error node
-    return _scores(graph, EdgeList.from_matrix(merged))
+    error_of = (graph.error_slice.start + layers * graph.n_pos + positions).to(device)[moved]
+
+    def fold(start: int, stop: int, block: torch.Tensor) -> torch.Tensor:
+        block[pruned[start:stop]] = 0  # a pruned feature's inputs are dropped
+        block.index_add_(1, error_of, block[:, moved])  # its effects go to its error node
+        block[:, moved] = 0
+        return block
+
+    return _scores(graph, RowBlocks(A, block_map=fold))
 
 
-def _scores(graph: Graph, edges: EdgeList) -> tuple[float, float]:
-    edges = normalized_edges(edges)
-    weights = target_weights(graph).to(edges.values.device)
-    influence = influence_from_edges(edges, weights)
-
+def _scores(graph: Graph, blocks: RowBlocks) -> tuple[float, float]:
+    weights = target_weights(graph).to(blocks.device)
     errors, tokens = graph.error_slice, graph.token_slice
+    # One pass for the row sums and each row's input from error nodes, one for influence.
+    sums = torch.zeros(blocks.n, dtype=torch.float64, device=blocks.device)
+    from_errors = torch.zeros_like(sums)
+    for start, stop, block in blocks:
+        block.abs_()
+        sums[start:stop] = block.sum(1)
+        from_errors[start:stop] = block[:, errors].sum(1)
+    scale = sums.clamp(min=NORM_EPS).reciprocal()
+    influence = influence_from_blocks(blocks, weights, row_scale=scale, row_sums=sums)
+
     token_mass = influence[tokens].sum()
     error_mass = influence[errors].sum()
     replacement = token_mass / (token_mass + error_mass)
 
-    from_error = (edges.cols >= errors.start) & (edges.cols < errors.stop)
-    error_share = torch.zeros_like(influence).index_add_(
-        0, edges.rows[from_error], edges.values[from_error]
-    )
+    error_share = from_errors * scale
     output_mass = influence + weights
     completeness = ((1 - error_share) * output_mass).sum() / output_mass.sum()
     return float(replacement), float(completeness)
