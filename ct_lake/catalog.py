@@ -678,11 +678,19 @@ def damaged_file_named(
     if "damaged data file" in text:  # the lake's own message (damaged_message): as it is
         return None
     for name in TABLES:
-        root = location.child(name).uri.rstrip("/") + "/"
+        # pyarrow names an object-store file without its scheme: bucket/prefix/table/...
+        root = location.child(name).uri.rstrip("/").split("://", 1)[-1] + "/"
         match = re.search(re.escape(root) + r"([^'\"\s]+\.parquet)", text)
         if match:
             first = _first_line(err).replace(f"'{match.group(0)}'", "the file")
             return name, match.group(1), first.replace(match.group(0), "the file")
+    # An S3 lake's table is a registered dataset: pyarrow names the file within the table.
+    match = re.search(
+        rf"registered as '{REGISTERED_PREFIX}(\w+)' failed: .*?'([^']+\.parquet)'(?:: )?(.*)",
+        text,
+    )
+    if match and match.group(1) in TABLES:
+        return match.group(1), match.group(2), match.group(3).strip() or "unreadable"
     return None
 
 

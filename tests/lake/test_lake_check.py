@@ -167,3 +167,41 @@ def test_a_damaged_file_found_while_making_every_view(lake):
     assert con.execute("SELECT count(*) FROM edges").fetchall() == [(2,)]
     with pytest.raises(duckdb.Error, match="table annotations: damaged data file"):
         con.execute("SELECT * FROM annotations").fetchall()
+
+
+def test_a_listed_file_that_is_gone(lake, tmp_path, capsys):
+    gone = _data_file(lake, "edges", f"model=m/prompt={P2}")
+    gone.unlink()
+    code, out, err = ct(capsys, tmp_path, "sql", "SELECT count(*) FROM edges")
+    assert code == 2 and "table edges: damaged data file edges/model=m/" in err
+    code, out, _ = ct(capsys, tmp_path, "lake", "check", "--quarantine")
+    assert code == 0 and f"partition model=m/prompt={P2} removed from table edges" in out
+    assert Lake(lake.root).partitions("edges") == [{"model": "m", "prompt": P1}]
+
+
+def test_a_damaged_file_on_s3(s3_uri):
+    """On an S3 lake too: the query that reads it names it, the others answer, check lists it
+    (and quarantine, which moves files, is refused there in one line)."""
+    from ct_lake.catalog import CatalogError, query_rows
+    from ct_lake.check import quarantine
+    from ct_lake.storage import LakeError
+
+    lake = Lake(s3_uri)
+    for prompt in (P1, P2):
+        rows = [{"target": 1, "source": 2, "weight": 0.5}]
+        lake.write_table("edges", rows, model="m", prompt=prompt)
+    lake.write_table("prompts", [{"text": "one", "n_chars": 3}], prompt=P1)
+    snap = lake.snapshot("edges")
+    bad = next(f for f in snap.files if f.partition == ("m", P1))
+    fs, root = lake._filesystem("edges")
+    with fs.open_output_stream(f"{root}/{bad.path}") as out:
+        out.write(b"PAR1 not parquet")
+    assert query_rows(lake, "SELECT text FROM prompts", sandbox=True) == (["text"], [("one",)])
+    with pytest.raises(CatalogError, match=f"table edges: damaged data file edges/{bad.path}"):
+        query_rows(lake, "SELECT count(*) FROM edges", sandbox=True)
+    found = query_rows(lake, "SELECT weight FROM edges", damaged={}, skip_damaged=True)
+    assert found == (["weight"], [(0.5,)])
+    damages = check(lake)
+    assert [(d.kind, d.path) for d in damages] == [("data file", f"edges/{bad.path}")]
+    with pytest.raises(LakeError, match="quarantine works on local lakes only"):
+        quarantine(lake, damages)
