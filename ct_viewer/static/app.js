@@ -423,6 +423,12 @@
     const data = await api(`/api/graphs${qs ? "?" + qs : ""}`);
     state.summaries = data.graphs;
     renderIndex();
+    // What could not be listed (a damaged lake file, a broken graph file) is named, not hidden.
+    const damaged = data.damaged || [];
+    if (damaged.length) {
+      const named = damaged.map((d) => d.graph || d.file || "the lake").join(", ");
+      setStatus(`not listed (damaged; ct lake check tells more): ${named}`, "warn");
+    }
   }
 
   const TEXT_COLUMNS = new Set(["model", "prompt_text", "top_target", "source"]);
