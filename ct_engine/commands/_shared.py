@@ -64,11 +64,14 @@ def check_attribution_flags(args: argparse.Namespace) -> None:
         raise ValueError("the prompt is empty")
 
 
-def check_output_file(value: str, flag: str, suffixes: Sequence[str], hint: str = "") -> Path:
+def check_output_file(
+    value: str, flag: str, suffixes: Sequence[str], hint: str = "", *, makes_folder: bool = False
+) -> Path:
     """A file a command will write, checked before any model is loaded: its suffix is one of
-    ``suffixes`` (the suffix picks the format), it is not a folder, and its folder exists and
-    takes new files. An existing file is replaced (as circuit-tracer's ``torch.save`` does).
-    ``hint`` ends the message of a wrong suffix. Raises ``ValueError``; returns the path."""
+    ``suffixes`` (the suffix picks the format), it is not a folder, and its folder exists (or,
+    with ``makes_folder``, can be created) and takes new files. An existing file is replaced
+    (as circuit-tracer's ``torch.save`` does). ``hint`` ends the message of a wrong suffix.
+    Raises ``ValueError``; returns the path."""
     path = Path(value).expanduser()
     if path.is_dir():
         raise ValueError(
@@ -78,11 +81,9 @@ def check_output_file(value: str, flag: str, suffixes: Sequence[str], hint: str 
         raise ValueError(
             f"{flag} {value}: the suffix picks the file format; use {' or '.join(suffixes)}" + hint
         )
-    if not path.parent.is_dir():
-        if path.parent.exists():
-            raise ValueError(f"{flag} {value}: {path.parent} is a file, not a folder")
+    if not makes_folder and not path.parent.exists():
         raise ValueError(f"{flag} {value}: the folder {path.parent} does not exist")
-    _check_writable(path.parent, flag, value)
+    _check_folder(path.parent, flag, value)
     return path
 
 
@@ -91,15 +92,20 @@ def check_output_folder(value: str, flag: str) -> Path:
     nothing yet (it is created, with its parents, inside a folder that takes new files).
     Raises ``ValueError``; returns the path."""
     path = Path(value).expanduser()
-    existing = path
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {value} is a file, not a folder")
+    _check_folder(path, flag, value)
+    return path
+
+
+def _check_folder(folder: Path, flag: str, value: str) -> None:
+    """``folder``, or the nearest of its parents that exists, is a folder that takes files."""
+    existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        if existing == path:
-            raise ValueError(f"{flag} {value} is a file, not a folder")
         raise ValueError(f"{flag} {value}: {existing} is a file, not a folder")
     _check_writable(existing, flag, value)
-    return path
 
 
 def _check_writable(folder: Path, flag: str, value: str) -> None:

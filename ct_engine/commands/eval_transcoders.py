@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ct_engine.commands._shared import add_lazy_flags
+from ct_engine.commands._shared import add_lazy_flags, check_output_file
 from ct_engine.options import DTYPE_NAMES
 
 NAME = "eval-transcoders"
@@ -56,6 +56,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.n_tokens is not None and args.n_tokens < 1:
+        raise ValueError(f"--n-tokens must be positive, got {args.n_tokens}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.max_seq_len < 2:
+        raise ValueError(
+            f"--max-seq-len must be at least 2 (BOS and a token), got {args.max_seq_len}"
+        )
+    # the outputs, before the model loads: the suffix names the format written
+    if args.json:
+        check_output_file(args.json, "--json", (".json",), makes_folder=True)
+    if args.plot:
+        check_output_file(args.plot, "--plot", (".png",), makes_folder=True)
     import torch
 
     from ct_engine.metrics.evaluate import evaluate_transcoders
@@ -63,8 +76,6 @@ def _run(args: argparse.Namespace) -> int:
     from ct_engine.metrics.table import format_table
     from ct_engine.replacement import ReplacementModel
 
-    if args.n_tokens is not None and args.n_tokens < 1:
-        raise ValueError(f"--n-tokens must be positive, got {args.n_tokens}")
     if args.prompts:
         path = Path(args.prompts)
         if not path.is_file():

@@ -142,6 +142,24 @@ FAST = [
         f"{INT} --dtype fp16 0,5,10=70000",
         r"the value 70000 overflows the model's dtype float16 \(largest 65504\)$",
     ),
+    # ct eval-transcoders
+    Cli(
+        "eval-plot-not-png",
+        "eval-transcoders no-such/model {plt} --plot {tmp}/m.pdf",
+        r"^ct eval-transcoders: error: --plot .*/m\.pdf: the suffix picks the file format; "
+        r"use \.png$",
+    ),
+    Cli(
+        "eval-json-under-a-file",
+        "eval-transcoders no-such/model {plt} --json {tmp}/f/out/m.json",
+        r"--json .*/f/out/m\.json: .*/f is a file, not a folder$",
+        files={"f": "x"},
+    ),
+    Cli(
+        "eval-batch-size-zero",
+        "eval-transcoders no-such/model {plt} --batch-size 0",
+        r"--batch-size must be positive, got 0$",
+    ),
     # ct demo
     Cli(
         "demo-workdir-is-a-file",
