@@ -12,8 +12,10 @@ Phases, each timed into ``Graph.timings``:
    ``max_feature_nodes`` caps them (refreshed every ``update_interval`` batches).
 5. ``package`` (capped graphs): keep the chosen features' rows and columns.
 
-The result is a dense ``(N, N)`` float32 adjacency in node order
-``[selected features | errors | tokens | targets]``, rows = targets.
+The result is an ``(N, N)`` float32 adjacency in node order
+``[selected features | errors | tokens | targets]``, rows = targets: dense, or sparse CSR
+(``sparse=True``; by default when a dense one would exceed 1 GiB), whose uncapped rows are
+written straight into their final sparse form (:mod:`ct_engine.attribution.sparse_rows`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from tqdm.auto import tqdm
 from ct_engine.attribution.context import AttributionContext, build_context
 from ct_engine.attribution.memory import check_memory, estimate_memory
 from ct_engine.attribution.rows import RowComputer
+from ct_engine.attribution.sparse_rows import CsrRows, row_bounds
 from ct_engine.attribution.targets import AttributionTargets, TargetSpec
 from ct_engine.graph import Graph, compute_partial_influences
 
 OFFLOAD_MODES = (None, "cpu", "disk")
+# sparse=None: a CSR adjacency once a dense float32 one would be larger than this.
+SPARSE_FROM_BYTES = 1 << 30
 
 
 def attribute(
@@ -47,6 +52,7 @@ def attribute(
     offload: str | None = None,
     verbose: bool = False,
     update_interval: int = 4,
+    sparse: bool | None = None,
 ) -> Graph:
     """Compute the attribution graph of ``prompt`` under ``model``'s transcoders.
 
@@ -66,6 +72,11 @@ def attribute(
             skip transcoders stay on the device; a no-op when the model is on CPU.
         verbose: show a progress bar and print phase timings.
         update_interval: backward batches between refreshes of the influence ranking.
+        sparse: return the adjacency as a sparse CSR tensor (float32 values, int32 indices
+            below 2³¹ entries) instead of a dense one; ``None``: sparse when the dense
+            adjacency would exceed :data:`SPARSE_FROM_BYTES`. Uncapped rows then go straight
+            to CSR, so no ``N × N`` buffer is ever allocated (a 256-token uncapped graph:
+            5 GiB of nonzero entries instead of a 12 GiB dense matrix).
 
     Returns:
         A :class:`~ct_engine.Graph`.
@@ -105,14 +116,19 @@ def attribute(
     )
     check_memory(estimate, verbose=verbose)
     n_rows = n_act if max_feature_nodes is None else min(max_feature_nodes, n_act)
+    n_nodes = n_rows + ctx.row_size - n_act + len(targets)
+    if sparse is None:
+        sparse = n_nodes * n_nodes * 4 > SPARSE_FROM_BYTES
     with _offloaded(model, offload):
         if n_rows == n_act:
-            adjacency = _all_rows(model, ctx, targets, batch_size, verbose, timings)
+            adjacency = _all_rows(model, ctx, targets, batch_size, verbose, timings, sparse)
             selected = torch.arange(n_act)
         else:
             adjacency, selected = _greedy_rows(
                 model, ctx, targets, batch_size, n_rows, update_interval, verbose, timings
             )
+            if sparse:
+                adjacency = adjacency.to_sparse_csr()
     comps = ctx.components
     graph = Graph(
         input_string=model.tokenizer.decode(ctx.tokens.tolist()),
@@ -170,13 +186,22 @@ def _logit_rows(rows: RowComputer, ctx: AttributionContext, targets: Attribution
         )
 
 
-def _all_rows(model, ctx, targets, batch_size, verbose, timings) -> torch.Tensor:
+def _all_rows(model, ctx, targets, batch_size, verbose, timings, sparse) -> torch.Tensor:
     """Every active feature gets a row: they are written straight into the ``(N, N)``
-    adjacency (features keep their natural order, so a row's columns are already in node
-    order), bucketed by position over prompt prefixes (:func:`prefix_lengths`)."""
+    adjacency, dense or CSR (features keep their natural order, so a row's columns are
+    already in node order), bucketed by position over prompt prefixes
+    (:func:`prefix_lengths`)."""
     K, T, n_act = len(targets), ctx.n_pos, ctx.n_features
     n_src = ctx.row_size
-    adjacency = torch.zeros(n_src + K, n_src + K, dtype=torch.float32)
+    if sparse:
+        csr = CsrRows(row_bounds(ctx, K), n_src)
+        store = csr.write
+    else:
+        adjacency = torch.zeros(n_src + K, n_src + K, dtype=torch.float32)
+
+        def store(nodes: torch.Tensor, block: torch.Tensor) -> None:
+            adjacency[nodes, :n_src] = block.cpu()
+
     comps = ctx.components
     feat_layers, feat_pos = comps.activation_matrix.indices()[:2]
     progress = tqdm(total=n_act, desc="feature rows", disable=not verbose, unit="row")
@@ -193,16 +218,19 @@ def _all_rows(model, ctx, targets, batch_size, verbose, timings) -> torch.Tensor
         if end == T:
             with _timed(timings, "logit_rows"):
                 for start, stop, block in _logit_rows(rows, ctx, targets):
-                    adjacency[n_src + start : n_src + stop, :n_src] = block
+                    store(n_src + torch.arange(start, stop), block)
         with _timed(timings, "feature_rows"):
             # torch.split of an empty bucket (no feature active there) still yields one chunk
             for chunk in torch.split(in_bucket, batch) if len(in_bucket) else ():
                 idx = chunk.to(feat_pos.device)
                 block = rows.compute(feat_layers[idx], feat_pos[idx], comps.encoder_vecs[idx])
-                adjacency[chunk, :n_src] = block.cpu()
+                store(chunk, block)
                 progress.update(len(chunk))
         del rows  # frees this prefix's autograd graph before the next forward
     progress.close()
+    if sparse:
+        with _timed(timings, "package"):
+            return csr.finish()
     return adjacency
 
 
