@@ -188,6 +188,7 @@ def load_model(model_name: str, transcoders: str, dtype: str = "float32", **load
 
 def load_model_from_args(args: argparse.Namespace):
     """The model and transcoders named by :func:`add_model_flags`."""
+    check_transcoder_reference(args.transcoder_set)
     return load_model(
         args.model or _model_from_config(args.transcoder_set),
         args.transcoder_set,
@@ -196,6 +197,18 @@ def load_model_from_args(args: argparse.Namespace):
         lazy_encoder=args.lazy_encoder,
         lazy_decoder=args.lazy_decoder,
     )
+
+
+def check_transcoder_reference(transcoder_set: str) -> None:
+    """A local transcoder folder and its config, read before the model loads (the transcoders
+    themselves load after it, once the model's shape is known). Raises
+    :class:`~ct_engine.transcoders.TranscoderFormatError` (a ``ValueError``)."""
+    from ct_engine.transcoders.formats.common import CONFIG_FILE, read_config, validate_config
+    from ct_engine.transcoders.refs import parse_transcoder_ref
+
+    ref = parse_transcoder_ref(transcoder_set)
+    if ref.is_local:
+        validate_config(read_config(ref.local_path), ref.local_path / CONFIG_FILE)
 
 
 def _model_from_config(transcoder_set: str) -> str:

@@ -142,6 +142,18 @@ FAST = [
         f"{INT} --dtype fp16 0,5,10=70000",
         r"the value 70000 overflows the model's dtype float16 \(largest 65504\)$",
     ),
+    # the transcoders' folder and config are read before the model loads
+    Cli(
+        "transcoders-folder-missing",
+        f"attribute -p {P} -t {{tmp}}/nowhere -m no-such/model -o {{tmp}}/g.pt",
+        r"error: transcoder directory does not exist \(file: .*/nowhere\)$",
+    ),
+    Cli(
+        "transcoders-config-incomplete",
+        f"intervene -p {P} -t {{tmp}}/tc -m no-such/model 0,0,0=1",
+        r"missing required config key \(file: .*/tc/config\.yaml, key: 'feature_input_hook'\)$",
+        files={"tc/config.yaml": "model_kind: transcoder_set\n"},
+    ),
     # ct eval-transcoders
     Cli(
         "eval-plot-not-png",
