@@ -17,9 +17,18 @@ from ct_assets.commands._common import add_config_flag, instance_for, load_confi
 
 NAME = "materialize"
 HELP = "materialize every asset for a model and its prompts (runs show in the Dagster UI)"
+# The exit status when every graph is in the lake but MLflow did not log some of them (it was
+# unreachable or slow): the run is usable, its tracking is incomplete. 1 is a failed graph or
+# run, 2 a mistake in the arguments or the config, 130/143 Ctrl-C/SIGTERM.
+UNTRACKED = 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "exit status: 0 done; 1 a graph or a run failed (each failed prompt is named); 2 a "
+        f"mistake in the arguments or the config; {UNTRACKED} every graph is in the lake but "
+        "MLflow did not log some (unreachable or slow); 130/143 interrupted (Ctrl-C/SIGTERM)"
+    )
     p.add_argument("--model", help="a model of the config (default: the first)")
     p.add_argument(
         "--prompt-set", action="append", help="a prompt set of the config (default: all)"
@@ -104,12 +113,11 @@ def run(args: argparse.Namespace) -> int:
     except _Interrupted as stop:
         _stop(instance, stop.signum)
     elapsed = time.perf_counter() - start
-    status = "done" if summary.success else "FAILED (see the Dagster UI for the failing step)"
     print(graphs_table(config, model, prompts))
-    print(f"\n{status}: {len(summary.partition_keys)} graphs of {model} in {elapsed:.1f} s")
+    print(f"\n{_status(summary, model)} in {elapsed:.1f} s")
     print(f"lake: {config.lake}")
     if current_profile() != "local":
-        return 0 if summary.success else 1
+        return exit_code(summary)
     print("\nnext:")
     print('  ct sql "SELECT * FROM graph_overview"           # query the lake')
     print('  ct sql "SELECT layer, feature, label FROM feature_cards LIMIT 20"  # what features do')
@@ -119,7 +127,15 @@ def run(args: argparse.Namespace) -> int:
         "  make mlflow    # MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType="
         "machine_learning (one run per graph)"
     )
-    return 0 if summary.success else 1
+    return exit_code(summary)
+
+
+def exit_code(summary) -> int:
+    """0: done; 1: a run or a graph failed; :data:`UNTRACKED`: every graph is in the lake but
+    MLflow did not log some of them."""
+    if not summary.success:
+        return 1
+    return UNTRACKED if summary.untracked else 0
 
 
 class _Interrupted(BaseException):
@@ -138,6 +154,8 @@ def _interruptible(work):
     import signal
     import threading
 
+    if threading.current_thread() is not threading.main_thread():  # only it gets signals
+        return work()
     outcome: dict = {}
 
     def target() -> None:
@@ -259,6 +277,28 @@ def _quiet_libraries() -> None:
 
     transformers_logging.disable_progress_bar()
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+
+
+def _status(summary, model: str) -> str:
+    """The summary's lines before the lake's: what MLflow did not track, then done, or what
+    failed (each failed prompt on a line of its own, with the step and the error)."""
+    from ct_assets.lib.steps import short_prompt
+
+    n = len(summary.partition_keys)
+    untracked = ""
+    if summary.untracked:
+        untracked = (
+            f"MLflow: {summary.untracked} asset partitions not tracked (the lake has them; "
+            f"exit {UNTRACKED}): {summary.tracking_error}\n"
+        )
+    if summary.success:
+        return f"{untracked}done: {n} graphs of {model}"
+    lines = [f"failed: {short_prompt(text, 60)!r}: {why}" for text, why in summary.failed]
+    if summary.failed:
+        lines.append(f"FAILED: {len(summary.failed)} of {n} graphs of {model} (the others done)")
+    else:
+        lines.append(f"FAILED: {n} graphs of {model} (see the Dagster UI for the failing step)")
+    return untracked + "\n".join(lines)
 
 
 _COLUMNS = (

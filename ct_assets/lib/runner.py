@@ -4,9 +4,15 @@
 own jobs (``ct_assets/defs/jobs.py``): ``model_job`` for the model, ``graph_job`` once per
 contiguous range of the prompt partitions (one run over a partition range: the model loads
 once) and ``census_job``. Every run is recorded in the Dagster instance (it shows in the UI,
-tagged with the model and its prompts: :func:`run_tags`) and gets the same engine resource,
-so the model loads once per process. A watcher reads each run's materializations from the
-instance as they are stored, for a progress bar.
+tagged with the model and its prompts: :func:`run_tags`, and with the process running it:
+:func:`owner_tags`) and gets the same engine resource, so the model loads once per process. A
+watcher reads each run's materializations from the instance as they are stored, for a
+progress bar.
+
+A step over a partition range fails for every partition of the range, so a range run that
+fails is run again one partition per run: one bad prompt fails only its own graph, and the
+summary names it with the error its step raised. A run whose process died without ending it
+(SIGKILL) would hold its pool slots forever: :func:`reap_dead_runs` ends such runs.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -55,6 +61,39 @@ class MaterializeSummary:
     partition_keys: list[dg.MultiPartitionKey]
     run_ids: list[str]
     success: bool
+    # (prompt text, why) of each prompt whose graph failed: "step: error" of its run
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    # asset partitions stored in the lake but not logged to MLflow, and the first error
+    untracked: int = 0
+    tracking_error: str | None = None
+
+
+def tracking_failures(instance: dg.DagsterInstance, run_ids: list[str]) -> tuple[int, str | None]:
+    """How many asset partitions of the runs ``run_ids`` were stored but not logged to MLflow
+    (their materialization carries ``mlflow_error``), and the first such error."""
+    count, first = 0, None
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            metadata = entry.dagster_event.event_specific_data.materialization.metadata
+            if "mlflow_error" in metadata:
+                count += 1
+                first = first or str(metadata["mlflow_error"].value)
+    return count, first
+
+
+def failure_of(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Why run ``run_id`` failed, on one line: ``step: ExceptionType: message`` of its first
+    failed step (the exception the asset raised, not Dagster's wrapper), else the run's own
+    failure message."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = entry.dagster_event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        message = (error.message if error is not None else "").strip().splitlines()
+        return f"{entry.step_key}: {message[0] if message else 'failed'}"
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
+        return (entry.message or "the run failed").splitlines()[0]
+    return "the run failed"
 
 
 def contiguous_ranges(selected: list[str], order: list[str]) -> list[tuple[str, str]]:
@@ -225,48 +264,70 @@ def materialize(
     ``with_model_assets`` is False), ``graph_job`` over the prompts' partition ranges and
     ``census_job``, with the lakehouse of ``config`` and ``engine`` (default: a new one,
     shared by these runs). ``on_materialized`` hears of each asset partition stored;
-    ``quiet``: Dagster's console log shows warnings and errors only."""
+    ``quiet``: Dagster's console log shows warnings and errors only. With ``raise_on_error``
+    False, a failed range of ``graph_job`` is run again one partition per run, and the
+    summary lists each prompt that failed (:attr:`MaterializeSummary.failed`)."""
     resources = lakehouse_resources(str(config.path), engine or EngineResource())
     registered = register_prompts(config, prompts, [model], instance)
     order = instance.get_dynamic_partitions(PROMPTS_PARTITIONS)
     definitions = project_definitions()
     results = []
 
-    def run(job: str, tags: dict[str, str], **kwargs) -> None:
+    def run(job: str, tags: dict[str, str], **kwargs):
         run_id = str(uuid.uuid4())  # known before the run starts, for the watcher
         watcher = _Watcher(instance, run_id, on_materialized) if on_materialized else None
         try:
-            results.append(
-                definitions.resolve_job_def(job).execute_in_process(
-                    run_config=QUIET if quiet else None,
-                    instance=instance,
-                    resources=resources,
-                    raise_on_error=raise_on_error,
-                    run_id=run_id,
-                    tags=tags | owner_tags(),
-                    **kwargs,
-                )
+            result = definitions.resolve_job_def(job).execute_in_process(
+                run_config=QUIET if quiet else None,
+                instance=instance,
+                resources=resources,
+                raise_on_error=raise_on_error,
+                run_id=run_id,
+                tags=tags | owner_tags(),
+                **kwargs,
             )
         finally:
             if watcher is not None:
                 watcher.stop()
+        results.append(result)
+        return result
 
+    def graph_run(keys: list[str]):
+        texts = [registered.prompts[k] for k in keys]
+        tags = {RANGE_START: multi_key(model, keys[0]), RANGE_END: multi_key(model, keys[-1])}
+        return run("graph_job", tags | run_tags(model, texts))
+
+    failed: list[tuple[str, str]] = []
+    ok = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         warnings.simplefilter("ignore", category=dg.PreviewWarning)
         if with_model_assets:
-            run("model_job", run_tags(model, []), partition_key=model)
+            ok &= run("model_job", run_tags(model, []), partition_key=model).success
         for first, last in contiguous_ranges(list(registered.prompts), order):
             keys = order[order.index(first) : order.index(last) + 1]
-            texts = [registered.prompts[k] for k in keys]
-            tags = {RANGE_START: multi_key(model, first), RANGE_END: multi_key(model, last)}
-            run("graph_job", tags | run_tags(model, texts))
-        run("census_job", run_tags(model, []), partition_key=model)
+            result = graph_run(keys)
+            if result.success:
+                continue
+            # A step over a range fails for every partition of it: run each partition on its
+            # own, so that one bad prompt fails only its graph (the model stays loaded).
+            alone = [(k, graph_run([k]) if len(keys) > 1 else result) for k in keys]
+            failed += [
+                (registered.prompts[k], failure_of(instance, r.run_id))
+                for k, r in alone
+                if not r.success
+            ]
+        ok &= run("census_job", run_tags(model, []), partition_key=model).success
+    run_ids = [r.run_id for r in results]
+    untracked, tracking_error = tracking_failures(instance, run_ids)
     return MaterializeSummary(
         model=model,
         partition_keys=[multi_key(m, p) for m, p in registered.partitions],
-        run_ids=[r.run_id for r in results],
-        success=all(r.success for r in results),
+        run_ids=run_ids,
+        success=ok and not failed,
+        failed=failed,
+        untracked=untracked,
+        tracking_error=tracking_error,
     )
 
 
@@ -338,9 +399,12 @@ def materialize_on_workers(
     wait([graph_run(a, b) for a, b in ranges])
     wait([submit("census_job", {"dagster/partition": model} | run_tags(model, []))])
     runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+    untracked, tracking_error = tracking_failures(instance, run_ids)
     return MaterializeSummary(
         model=model,
         partition_keys=[multi_key(m, p) for m, p in registered.partitions],
         run_ids=run_ids,
         success=all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs),
+        untracked=untracked,
+        tracking_error=tracking_error,
     )
