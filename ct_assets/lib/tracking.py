@@ -22,10 +22,12 @@ graph, and every retry, finds the run that the first one created and logs into i
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,30 +142,87 @@ class MlflowTracker(dg.ConfigurableResource):
         uri, experiment, timeout, artifact_root = self._settings(config)
         tags = {**run.tags, RUN_KEY_TAG: run.key, f"ct.asset.{asset}": "logged"}
         params = {**run.params, **params}
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        future = pool.submit(
-            _log,
-            uri,
-            experiment,
-            artifact_root,
-            timeout,
-            run.name,
-            tags,
-            params,
-            metrics,
-            artifacts,
-        )
+        down = (run.tags.get("dagster.run_id", ""), uri)
+        if down in _UNREACHABLE:  # waited for once in this Dagster run: not again
+            return TrackingOutcome(ok=False, error=f"{_UNREACHABLE[down]} (not tried again)")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                future.set_result(
+                    _log(
+                        uri,
+                        experiment,
+                        artifact_root,
+                        timeout,
+                        run.name,
+                        tags,
+                        params,
+                        metrics,
+                        artifacts,
+                    )
+                )
+            except BaseException as err:  # handed to the waiting thread
+                future.set_exception(err)
+
+        # A daemon thread: one that hangs on a silent server never holds up the process's exit.
+        threading.Thread(target=call, name="mlflow-log", daemon=True).start()
         try:
             experiment_id, run_id, warning = future.result(timeout=timeout)
             url = f"{self.ui_url(config)}/#/experiments/{experiment_id}/runs/{run_id}"
             url += f"?{ML_VIEW_QUERY}"
             return TrackingOutcome(ok=True, run_id=run_id, url=url, warning=warning)
         except concurrent.futures.TimeoutError:
-            return TrackingOutcome(ok=False, error=f"MLflow at {uri} did not answer in {timeout}s")
+            error = f"MLflow at {uri} did not answer in {timeout:g}s"
+            if down[0]:
+                _UNREACHABLE[down] = error
+            return TrackingOutcome(ok=False, error=error)
         except Exception as err:  # any tracking failure is reported, not raised
-            return TrackingOutcome(ok=False, error=f"MLflow at {uri}: {type(err).__name__}: {err}")
+            error = f"MLflow at {uri}: {type(err).__name__}: {err}"
+            if down[0] and _is_unreachable(err):
+                _UNREACHABLE[down] = error
+            return TrackingOutcome(ok=False, error=error)
+
+
+# (Dagster run id, tracking URI) -> the error of a call that found MLflow unreachable: the
+# later calls of that run fail at once, so that a run waits for a silent server once, not
+# once per asset and partition.
+_UNREACHABLE: dict[tuple[str, str], str] = {}
+
+
+def _is_unreachable(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) says the server could not be reached."""
+    import requests
+
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError | requests.exceptions.RequestException):
+            return True
+        if "Max retries exceeded" in str(seen) or "Connection refused" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _first_use_lock(uri: str):
+    """For a sqlite store, an exclusive lock on ``<database>.lock`` while the store is opened
+    and the experiment found or made: a new store's tables are created then, and two processes
+    doing it at once would collide (one of them losing its run). Other stores are servers,
+    which serialize this themselves."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    database = Path(uri[len("sqlite:///") :])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
         finally:
-            pool.shutdown(wait=False)
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _log(
@@ -179,19 +238,20 @@ def _log(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        location = artifact_root.as_uri() if uri.startswith("sqlite") else None
-        try:
-            experiment_id = client.create_experiment(
-                experiment,
-                artifact_location=location,
-                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
-            )
-        except MlflowException:  # created meanwhile by a parallel step
-            experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    else:
+    with _first_use_lock(uri):
+        client = MlflowClient(tracking_uri=uri)  # opens the store: creates a new one's tables
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            location = artifact_root.as_uri() if uri.startswith("sqlite") else None
+            try:
+                experiment_id = client.create_experiment(
+                    experiment,
+                    artifact_location=location,
+                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+                )
+            except MlflowException:  # created meanwhile by a parallel step
+                experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    if found is not None:
         experiment_id = found.experiment_id
         if EXPERIMENT_KIND_TAG not in found.tags:  # an experiment made before runs were tracked
             client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)

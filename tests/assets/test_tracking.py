@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -297,3 +298,92 @@ def test_unreachable_mlflow_keeps_the_lake_and_fails_a_check(tmp_path, tiny_lake
     assert "127.0.0.1" in error
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "mlflow_logged" and not check.passed
+
+
+@pytest.fixture
+def silent_server():
+    """An HTTP address whose server accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    held, stop = [], threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # the accept timed out: look at stop again
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_a_silent_server_is_waited_for_once_per_dagster_run(
+    tmp_path, monkeypatch, artifact, silent_server
+):
+    config = _config(tmp_path, silent_server, monkeypatch)
+    tracker = MlflowTracker(timeout_s=2)
+
+    def log_graph(run: str) -> tuple[float, list[TrackingOutcome]]:
+        start = time.perf_counter()
+        outcomes = [
+            tracker.log_partition(
+                config, _tracked(run, partition), asset=asset, params=PARAMS, metrics={}
+            )
+            for partition in ("toy|p_1", "toy|p_2")
+            for asset in ("attribution_graph", "pruned_graph", "graph_scores")
+        ]
+        return time.perf_counter() - start, outcomes
+
+    elapsed, outcomes = log_graph("silent-run-1")
+    # one wait of timeout_s for the six calls (not six), each reported
+    assert elapsed < 2 + 2.5, elapsed
+    assert not any(o.ok for o in outcomes)
+    assert outcomes[0].error == f"MLflow at {silent_server} did not answer in 2s"
+    assert all(o.error == outcomes[0].error + " (not tried again)" for o in outcomes[1:])
+    # another Dagster run tries again (the server may be back): one wait again
+    elapsed, outcomes = log_graph("silent-run-2")
+    assert 2 <= elapsed < 2 + 2.5, elapsed
+    assert outcomes[0].error == f"MLflow at {silent_server} did not answer in 2s"
+
+
+FIRST_RUN = """
+import sys, time
+from pathlib import Path
+from ct_assets.lib.tracking import MlflowTracker, TrackedRun, run_key
+from ct_lake.config import load_config
+
+config, run, folder = load_config(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+(folder / f"ready-{run}").touch()
+while len(list(folder.glob("ready-*"))) < 2:  # both imported: start together
+    time.sleep(0.01)
+tracked = TrackedRun(run_key(run, "toy|p_1"), run, {"dagster.run_id": run}, {"model": "toy-world"})
+tracker = MlflowTracker(timeout_s=150)  # a new store's tables take long on a loaded machine
+outcome = tracker.log_partition(config, tracked, asset="a", params={}, metrics={})
+print("ok" if outcome.ok else outcome.error)
+"""
+
+
+def test_two_first_runs_at_once_both_log_to_a_new_sqlite_store(tmp_path, monkeypatch):
+    config = _config(tmp_path, "sqlite:///mlflow.db", monkeypatch)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_RUN, str(config.path), f"run-{i}", str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ | {"MLFLOW_LOGGING_LEVEL": "ERROR"},
+        )
+        for i in range(2)
+    ]
+    outputs = [proc.communicate(timeout=180)[0] for proc in procs]
+    assert [out.strip().splitlines()[-1] for out in outputs] == ["ok", "ok"], outputs
+    assert sorted(r.info.run_name for r in _runs(config)) == ["run-0", "run-1"]
