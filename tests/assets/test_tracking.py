@@ -372,6 +372,7 @@ print("ok" if outcome.ok else outcome.error)
 """
 
 
+@pytest.mark.slow  # MLflow's migrations of a new store: ~1 min on a loaded machine
 def test_two_first_runs_at_once_both_log_to_a_new_sqlite_store(tmp_path, monkeypatch):
     config = _config(tmp_path, "sqlite:///mlflow.db", monkeypatch)
     procs = [

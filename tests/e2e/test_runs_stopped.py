@@ -67,7 +67,10 @@ def wait_for_gpu_step(folder: Path, proc: subprocess.Popen, err: Path) -> str:
 
 @pytest.fixture
 def config(tmp_path, tiny_lakehouse_files) -> Path:
-    return write_config(tmp_path, tiny_lakehouse_files)
+    # MLflow's first use (its sqlite tables) is slow on a loaded machine: a rerun that timed
+    # out on it would exit 3 (not tracked), which is not what these tests look at
+    mlflow = {"tracking_uri": "sqlite:///mlflow.db", "experiment": "test", "timeout_s": 120}
+    return write_config(tmp_path, tiny_lakehouse_files, mlflow=mlflow)
 
 
 @pytest.mark.slow
