@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ct_engine.folders import set_default_mode
 from ct_engine.graph.graph import Graph, NodeInfo
-from ct_engine.graph.pruning import prune_graph
+from ct_engine.graph.pruning import PruneResult, prune_graph
 from ct_engine.options import check_slug
 from ct_engine.transcoders.refs import scan_name
 
@@ -73,12 +73,18 @@ def graph_document(
     scan=None,
     node_threshold: float = 0.8,
     edge_threshold: float = 0.98,
+    pruned: PruneResult | None = None,
 ) -> dict:
-    """The JSON document of a pruned graph, as a dict (see :func:`create_graph_files`)."""
+    """The JSON document of a pruned graph, as a dict (see :func:`create_graph_files`).
+
+    ``pruned``: ``prune_graph(graph, node_threshold, edge_threshold)`` when the caller has it
+    already (the lakehouse prunes each graph once per run); computed here otherwise."""
     if tokenizer is None:
         tokenizer = graph_tokenizer(graph)
     scan_name, transcoder_list = _scan_fields(scan if scan is not None else graph.scan)
-    node_mask, edge_mask, cumulative = prune_graph(graph, node_threshold, edge_threshold)
+    if pruned is None:
+        pruned = prune_graph(graph, node_threshold, edge_threshold)
+    node_mask, edge_mask, cumulative = pruned
     L = graph.n_layers
 
     kept = node_mask.nonzero().squeeze(1).tolist()
