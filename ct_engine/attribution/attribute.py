@@ -31,13 +31,11 @@ from tqdm.auto import tqdm
 from ct_engine.attribution.context import AttributionContext, build_context
 from ct_engine.attribution.memory import check_memory, estimate_memory
 from ct_engine.attribution.rows import RowComputer
-from ct_engine.attribution.sparse_rows import CsrRows, row_bounds
+from ct_engine.attribution.sparse_rows import SPARSE_FROM_BYTES, CsrRows, row_bounds
 from ct_engine.attribution.targets import AttributionTargets, TargetSpec
 from ct_engine.graph import Graph, compute_partial_influences
 
 OFFLOAD_MODES = (None, "cpu", "disk")
-# sparse=None: a CSR adjacency once a dense float32 one would be larger than this.
-SPARSE_FROM_BYTES = 1 << 30
 
 
 def attribute(
@@ -110,7 +108,9 @@ def attribute(
         )
     n_act = ctx.n_features
     # Stop early, with a suggestion, when the predicted peak does not fit the free memory.
-    kwargs = dict(batch_size=batch_size, max_feature_nodes=max_feature_nodes, offload=offload)
+    kwargs = dict(
+        batch_size=batch_size, max_feature_nodes=max_feature_nodes, offload=offload, sparse=sparse
+    )
     estimate = estimate_memory(
         model, ctx.tokens, **kwargs, n_targets=len(targets), n_active_features=n_act
     )

@@ -15,7 +15,9 @@ What an attribution run holds, by phase (``B`` = effective batch, ``T`` = tokens
 * one backward batch: the gradients at every write site ``(L+1)·B·T·D·s``, the seeds
   (one ``B·T·D`` tensor per readout layer in the batch), autograd workspace, the float32
   row buffer ``B·(N_act + (L+1)·T)``;
-* host (CPU, float32): the dense ``N × N`` adjacency; with a feature cap the edge-row buffer
+* host (CPU, float32): the ``N × N`` adjacency, dense (4 bytes an entry) or, uncapped and
+  sparse, the CSR entries reserved for it (8 bytes each: value and column, see
+  :mod:`.sparse_rows`) plus each batch's nonzero scan; with a feature cap the edge-row buffer
   ``(K + M) × N_total`` and the ranking's ``(K + M)²`` triangular system.
 
 On a CPU model every term lands in the same RAM. The estimate is an upper-bound style model
@@ -31,6 +33,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+
+from ct_engine.attribution.sparse_rows import SPARSE_FROM_BYTES, bound_entries
 
 # Retained frozen-forward tensors per layer, in units of B·T·D, B·T·H·d_head, B·T·d_mlp,
 # B·H·T² (model dtype) and B·T (float32), plus whole-model B·T·D tensors (embedding leaf,
@@ -86,6 +90,8 @@ class _Inputs:
     offload: str | None
     skip: bool
     resident_bytes: int
+    sparse: bool | None = None
+    sparse_entries: int = 0  # CSR entries an uncapped sparse adjacency reserves
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,8 @@ class MemoryEstimate:
         frozen_forward_bytes: the retained autograd graph of the ``B``-copy forward.
         backward_bytes: transient memory of one backward batch (gradients, seeds, workspace,
             row buffer).
-        adjacency_bytes: the dense float32 ``N × N`` adjacency.
+        adjacency_bytes: the ``N × N`` adjacency: dense float32, or its reserved CSR entries
+            (uncapped, ``sparse``; by default when dense would exceed 1 GiB).
         host_rows_bytes: capped runs: edge-row buffer and ranking temporaries (float32, host).
         device_peak_bytes: predicted peak on the model's device (on CPU, all memory).
         host_peak_bytes: predicted peak of host-side buffers (on CPU included in the above).
@@ -188,13 +195,14 @@ def estimate_memory(
     offload: str | None = None,
     n_active_features: int | None = None,
     measure: bool = True,
+    sparse: bool | None = None,
 ) -> MemoryEstimate:
     """Predict the memory of ``attribute(prompt_or_tokens, model, batch_size=..., ...)``.
 
     Args:
         model: a loaded :class:`~ct_engine.ReplacementModel`.
         prompt_or_tokens: what ``attribute`` would get.
-        batch_size, max_feature_nodes, offload: as for ``attribute``.
+        batch_size, max_feature_nodes, offload, sparse: as for ``attribute``.
         dtype: estimate for the model loaded in this dtype instead (weights are rescaled;
             ``resident_bytes`` is then 0: the run is taken to be a fresh load).
         n_targets: ``K``, the number of logit targets (``max_n_logits`` is an upper bound).
@@ -218,6 +226,8 @@ def estimate_memory(
         n_active_features = DEFAULT_ASSUMED_L0 * L * (T - n_zero)
         source = f"assumed ({DEFAULT_ASSUMED_L0}/token/layer)"
     n_dec, grouped = _decoder_rows(counts, n_active_features, L, T, tc.is_cross_layer)
+    spread = torch.full((L, T), n_active_features / max(L * T, 1), dtype=torch.float64)
+    sparse_entries = bound_entries(spread if counts is None else counts, n_targets)
 
     loaded_bytes = torch.empty(0, dtype=model.dtype).element_size()
     dtype_bytes = torch.empty(0, dtype=dtype).element_size() if dtype else loaded_bytes
@@ -249,6 +259,8 @@ def estimate_memory(
         offload=offload,
         skip=bool(tc.skip_connection),
         resident_bytes=int(model_bytes + tc_bytes) if same_dtype else 0,
+        sparse=sparse,
+        sparse_entries=sparse_entries,
     )
     return _predict(inputs, batch_size, source)
 
@@ -295,6 +307,12 @@ def _predict(x: _Inputs, batch_size: int, source: str) -> MemoryEstimate:
         + 2 * B * max_group * s  # bmm output and its gather, one layer at a time
     )
     adjacency = n_nodes * n_nodes * 4
+    sparse = adjacency > SPARSE_FROM_BYTES if x.sparse is None else x.sparse
+    if sparse and not capped:
+        index_bytes = 4 if max(x.sparse_entries, n_nodes) < 2**31 else 8
+        adjacency = x.sparse_entries * (4 + index_bytes) + 4 * (n_nodes + 1) * 8
+        # each batch's scan: a bool mask, then (row, column, slot) longs and a value per entry
+        backward += B * n_src * (1 + 3 * 8 + 4)
     if capped:
         st = K + n_feat_rows
         edge_rows = st * n_total * 4

@@ -15,12 +15,30 @@ is a view of the front of the buffers. Nothing ``N × N`` is ever allocated.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import torch
 
 from ct_engine.attribution.context import AttributionContext
+
+# attribute(sparse=None): a CSR adjacency once a dense float32 one would be larger than this.
+SPARSE_FROM_BYTES = 1 << 30
+
+
+def bound_entries(counts: torch.Tensor, n_targets: int) -> int:
+    """``Σ`` of :func:`row_bounds` from ``counts (L, T)``, the active features per layer and
+    position (fractional counts allowed): the entries a CSR adjacency reserves."""
+    L, T = counts.shape
+    padded = torch.zeros(L + 1, T, dtype=torch.float64)
+    padded[1:] = counts.double()
+    below = padded.cumsum(0).cumsum(1)[:L]  # features of layers < l at positions <= p
+    layer = torch.arange(L, dtype=torch.float64).unsqueeze(1)
+    pos = torch.arange(T, dtype=torch.float64).unsqueeze(0)
+    per_feature = below + (layer + 1) * (pos + 1)
+    row_size = float(counts.sum()) + (L + 1) * T
+    return math.ceil(float((counts.double() * per_feature).sum()) + n_targets * row_size)
 
 
 def row_bounds(ctx: AttributionContext, n_targets: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ct_engine.attribution import attribute
+from ct_engine.attribution.memory import estimate_memory
 from ct_engine.attribution.sparse_rows import CsrRows
 
 from ..conftest import PROMPT
@@ -31,6 +32,16 @@ def test_sparse_adjacency_equals_the_dense_one(replacement_model, family, kind, 
     assert A.values().numel() == int((expected != 0).sum())
     assert torch.equal(A.to_dense(), expected)
     assert torch.equal(sparse.active_features, dense.active_features)
+    # The estimate counts the reserved CSR entries: at least the real ones, 8 bytes each.
+    kwargs = dict(batch_size=128, n_targets=sparse.n_logits)
+    reserved = estimate_memory(model, prompt, sparse=True, **kwargs).adjacency_bytes
+    assert (
+        8 * A.values().numel() <= reserved < 2 * 8 * A.values().numel() + 8 * (A.shape[0] + 1) * 4
+    )
+    assert (
+        estimate_memory(model, prompt, sparse=False, **kwargs).adjacency_bytes
+        == 4 * A.shape[0] ** 2
+    )
 
 
 def test_small_graphs_stay_dense_and_capped_graphs_can_be_sparse(replacement_model):
