@@ -14,7 +14,6 @@ from tests.bad_inputs.harness import Cli, check_cli, ids
 
 CONFIG = {"c.yaml": "lake: lake\nmodels: []\n"}
 C = "--config {tmp}/c.yaml"
-BUSY_PORT = 18793
 _held: list[socket.socket] = []
 
 
@@ -42,13 +41,12 @@ def _damaged_log(tmp):
 
 
 def _busy_port(tmp):
+    """A port another server listens on, held until the case ends: ``{port}``."""
     sock = socket.socket()
-    try:
-        sock.bind(("127.0.0.1", BUSY_PORT))
-        sock.listen(1)
-        _held.append(sock)
-    except OSError:  # already taken by someone else: as busy for the case
-        sock.close()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    _held.append(sock)
+    return {"port": sock.getsockname()[1]}
 
 
 CASES = [
@@ -115,8 +113,9 @@ CASES = [
     ),
     Cli(
         "serve-busy-port",
-        f"serve --port {BUSY_PORT} {C}",
-        rf"^ct serve: error: port {BUSY_PORT} on 127\.0\.0\.1 is already in use .*--port$",
+        f"serve --port {{port}} {C}",
+        r"^ct serve: error: port \d+ on 127\.0\.0\.1 is already in use \(another server, "
+        r"maybe another ct serve\): stop it, or choose a free port with --port$",
         files=CONFIG,
         setup=_busy_port,
     ),
