@@ -62,6 +62,7 @@ from pathlib import Path
 
 import torch
 
+from ct_engine.presets import TOY_WORLD_TRANSCODERS
 from ct_engine.toyworld.default_model import load_world
 from ct_engine.toyworld.world import (
     HELDOUT_FACT,
@@ -80,8 +81,9 @@ SCALES = (1.0, 2.0, 3.0, 4.0)
 Item = tuple[int, int, int, float]  # (layer, pos, feature, value): a feature intervention
 
 
-def load_model(transcoders: str = "toy-world-plt", device: str = "cpu"):
-    """The shipped toy world model with the named transcoders."""
+def load_model(transcoders: str = TOY_WORLD_TRANSCODERS, device: str = "cpu"):
+    """The shipped toy world model with the named transcoders (default: the toy world's
+    default set, :data:`ct_engine.presets.TOY_WORLD_TRANSCODERS`)."""
     from ct_engine import ReplacementModel
 
     return ReplacementModel.from_pretrained("toy-world", transcoders, device=device)
@@ -576,7 +578,7 @@ def run_all(
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
-    parser.add_argument("--transcoders", default="toy-world-plt")
+    parser.add_argument("--transcoders", default=TOY_WORLD_TRANSCODERS)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--records", action="store_true", help="keep per-prompt records")
     args = parser.parse_args(argv)

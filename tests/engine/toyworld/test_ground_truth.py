@@ -12,13 +12,14 @@ import json
 import pytest
 import torch
 
+from ct_engine.presets import TOY_WORLD_TRANSCODERS, TRANSCODERS
 from ct_engine.toyworld.default_model import DEFAULT_MODEL_DIR
 from ct_engine.toyworld.ground_truth import SITES, CountryFeatures
 
 ARTIFACTS = DEFAULT_MODEL_DIR.parent
 needs_artifacts = pytest.mark.skipif(
     not (DEFAULT_MODEL_DIR / "model.safetensors").exists()
-    or not (ARTIFACTS / "plt" / "config.yaml").exists(),
+    or not (TRANSCODERS[TOY_WORLD_TRANSCODERS] / "config.yaml").exists(),
     reason="toy model or its transcoders not built",
 )
 
@@ -105,7 +106,7 @@ def test_every_country_has_last_position_features(measured):
 @needs_artifacts
 def test_pruned_graph_holds_country_features(measured):
     graph = measured["summary"]["graph"]
-    # full run: 0.77 of the graphs keep an own-country feature at the last position
+    # full run: 0.79 of the graphs keep an own-country feature at the last position
     assert graph["share_with_own_country_feature"] >= 0.4
     assert graph["mean_kept_own_country_features"] >= 0.5
 
@@ -113,7 +114,7 @@ def test_pruned_graph_holds_country_features(measured):
 @needs_artifacts
 def test_ablating_country_features_lowers_the_answer(measured):
     ablation = measured["summary"]["ablation"]
-    # full run: mean drop of p(answer) 0.24, control (as many other active features) 0.04
+    # full run: mean drop of p(answer) 0.51, control (as many other active features) 0.12
     assert ablation["mean_p_drop"] >= 0.12
     assert ablation["mean_p_drop"] >= 2 * ablation["mean_p_drop_control"]
 
@@ -122,7 +123,7 @@ def test_ablating_country_features_lowers_the_answer(measured):
 def test_swapping_country_features_changes_the_answer(measured):
     steering = measured["summary"]["steering"]
     assert steering["n"] >= 10
-    # full run: 0.88 of prompts switch to the other country's capital at 4x, 0.63 at 2x
+    # full run: 0.88 of prompts switch to the other country's capital at 4x, 0.87 at 2x
     assert steering["success_rate"]["4.0"] >= 0.45
     assert steering["success_rate"]["2.0"] >= 0.3
 
@@ -133,7 +134,7 @@ def test_graph_predicts_the_ablation(measured):
     assert prediction["n"] >= 6
     # direct effects are exact in the constrained (linearized) model
     assert prediction["max_abs_error_constrained_vs_direct"] < 1e-3
-    # and track the full model's observed change (full run: correlation 0.78)
+    # and track the full model's observed change (full run: correlation 0.88)
     assert prediction["corr_direct_vs_observed"]["unfrozen"] >= 0.4
     assert prediction["mean_observed"]["unfrozen"] < 0
 
