@@ -8,6 +8,7 @@ import dagster as dg
 
 from ct_assets.defs.partitions import model_prompt_partitions
 from ct_assets.lib.context import graph_partitions, read_graph
+from ct_assets.lib.graph_cache import pruned
 from ct_assets.lib.profiles import CPU_QUEUE, step_tags
 from ct_assets.lib.resources import LakehouseResource
 from ct_assets.lib.steps import Result, report, tracking_check_spec
@@ -78,6 +79,7 @@ def graph_files(
             scan=graph.scan if graph.scan is not None else p.entry.transcoders,
             node_threshold=p.config.pruning.node_threshold,
             edge_threshold=p.config.pruning.edge_threshold,
+            pruned=pruned(graph, p.config.pruning.node_threshold, p.config.pruning.edge_threshold),
         )
         data = _json_bytes(document)
         record = records.Record(

@@ -16,6 +16,7 @@ import torch
 
 from ct_assets.defs.partitions import model_prompt_partitions, per_model
 from ct_assets.lib.context import graph_partitions, read_graph
+from ct_assets.lib.graph_cache import pruned as pruned_once
 from ct_assets.lib.plots import plot_pruned_graph
 from ct_assets.lib.profiles import CPU_QUEUE, GPU_QUEUE, step_tags
 from ct_assets.lib.resources import EngineResource, LakehouseResource
@@ -111,14 +112,12 @@ def pruned_graph(
 ) -> Iterator[dg.MaterializeResult]:
     """The graph pruned by node and edge influence: tables ``pruned_nodes`` (node mask and
     cumulative influence share) and ``pruned_edges`` (kept edges), plus a picture."""
-    from ct_engine.graph import prune_graph
-
     results = []
     for p in graph_partitions(context, lakehouse):
         graph = read_graph(p.lake, p.keys)
         tokens = p.lake.read_table("graphs", **p.keys).column("tokens")[0].as_py()
         settings = p.config.pruning
-        pruned = prune_graph(graph, settings.node_threshold, settings.edge_threshold)
+        pruned = pruned_once(graph, settings.node_threshold, settings.edge_threshold)
         weights = pruned.edge_mask.values_in(graph.adjacency_matrix)
         with tempfile.TemporaryDirectory() as scratch:
             picture = plot_pruned_graph(

@@ -1,0 +1,124 @@
+"""Each graph is read, pruned and pictured once per run, with the results of a fresh computation."""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import pytest
+import torch
+
+from tests.conftest import PROMPTS
+
+
+@pytest.fixture(scope="module")
+def tiny_graph(tiny_lakehouse_files):
+    from ct_engine import ReplacementModel, attribute
+
+    files = tiny_lakehouse_files
+    model = ReplacementModel.from_pretrained(str(files / "model"), str(files / "plt"))
+    graph = attribute(PROMPTS[0], model, max_n_logits=5, batch_size=32, max_feature_nodes=200)
+    graph.adjacency_matrix = graph.adjacency_matrix.to_sparse_coo().coalesce()  # as stored
+    return graph, model.tokenizer
+
+
+def test_pruned_once_per_graph_and_thresholds(tiny_graph):
+    from ct_assets.lib import graph_cache
+    from ct_engine.graph import prune_graph
+
+    graph, _ = tiny_graph
+    before = dict(graph_cache.COUNTS)
+    first = graph_cache.pruned(graph, 0.8, 0.98)
+    assert graph_cache.pruned(graph, 0.8, 0.98) is first
+    other = graph_cache.pruned(graph, 0.5, 0.9)
+    assert graph_cache.COUNTS["pruned"] - before["pruned"] == 2
+    assert graph_cache.COUNTS["reused"] - before["reused"] == 1
+
+    fresh = prune_graph(graph, 0.8, 0.98)
+    assert torch.equal(first.node_mask, fresh.node_mask)
+    assert torch.equal(first.edge_mask.rows, fresh.edge_mask.rows)
+    assert torch.equal(first.edge_mask.cols, fresh.edge_mask.cols)
+    assert torch.equal(first.cumulative_scores, fresh.cumulative_scores)
+    assert other.node_mask.sum() < first.node_mask.sum()  # a lower threshold keeps fewer
+
+    # a graph that is gone is forgotten (its id may come back for another graph)
+    copy = type(graph)(**{f: getattr(graph, f) for f in graph.__dataclass_fields__})
+    graph_cache.pruned(copy, 0.8, 0.98)
+    key = (id(copy), 0.8, 0.98)
+    assert key in graph_cache._PRUNED
+    del copy
+    gc.collect()
+    assert key not in graph_cache._PRUNED
+
+
+def test_viewer_document_from_the_shared_prune_equals_a_fresh_one(tiny_graph):
+    from ct_assets.lib import graph_cache
+    from ct_engine.graph.files import graph_document
+
+    graph, tokenizer = tiny_graph
+    shared = graph_document(
+        graph, "g", tokenizer=tokenizer, scan="s", pruned=graph_cache.pruned(graph, 0.8, 0.98)
+    )
+    fresh = graph_document(graph, "g", tokenizer=tokenizer, scan="s")
+    assert json.dumps(shared) == json.dumps(fresh)
+    assert len(fresh["links"]) > 0
+
+
+def test_pruned_graph_picture_is_a_small_png(tiny_graph, tmp_path):
+    from PIL import Image
+
+    from ct_assets.lib import graph_cache
+    from ct_assets.lib.plots import plot_pruned_graph
+
+    graph, tokenizer = tiny_graph
+    pruned = graph_cache.pruned(graph, 0.8, 0.98)
+    weights = pruned.edge_mask.values_in(graph.adjacency_matrix)
+    tokens = [tokenizer.decode([int(t)]) for t in graph.input_tokens]
+    path = plot_pruned_graph(graph, pruned, tmp_path / "p.png", weights, title="t", tokens=tokens)
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "P"
+        assert image.size == (max(600, graph.n_pos * 90), 600)
+        colors = {rgb for _, rgb in image.convert("RGB").getcolors(4096)}
+    assert len(colors) > 4  # nodes and edges were drawn, not only the frame
+    assert path.stat().st_size < 200_000
+
+
+@pytest.mark.slow  # a Dagster materialization of two prompts: ~40 s on busy cores
+def test_a_run_reads_and_prunes_each_graph_once(lakehouse, monkeypatch):
+    """Over a range run of two prompts, no asset reads a graph file again (attribution keeps
+    the graph it saved) and each graph is pruned once for ``pruned_graph`` and
+    ``graph_files``; the stored viewer JSON is that of a fresh prune of the stored graph."""
+    from ct_assets.lib import graph_cache
+    from ct_assets.lib.runner import materialize
+    from ct_engine.graph import Graph
+    from ct_engine.graph.files import graph_document
+    from ct_lake.lake import Lake
+    from ct_lake.paths import GRAPH_FILE, GRAPH_FILES, GRAPHS, graph_slug
+
+    config, instance = lakehouse
+    loads = []
+    load = Graph.load
+    monkeypatch.setattr(Graph, "load", staticmethod(lambda path: loads.append(path) or load(path)))
+    before = dict(graph_cache.COUNTS)
+    summary = materialize(config, "tiny", PROMPTS, instance, with_model_assets=False)
+    assert summary.success
+    assert loads == []
+    assert graph_cache.COUNTS["pruned"] - before["pruned"] == len(PROMPTS)
+    assert graph_cache.COUNTS["reused"] - before["reused"] == len(PROMPTS)
+
+    monkeypatch.undo()
+    lake = Lake(config.lake)
+    for key in summary.partition_keys:
+        model, prompt = key.keys_by_dimension["model"], key.keys_by_dimension["prompt"]
+        graph = Graph.load(lake.local_file(GRAPHS, GRAPH_FILE, model=model, prompt=prompt))
+        slug = graph_slug(model, prompt)
+        stored = json.loads(lake.read_bytes(GRAPH_FILES, f"{slug}.json", model=model))
+        fresh = graph_document(
+            graph,
+            slug,
+            tokenizer=None,
+            scan=graph.scan if graph.scan is not None else config.model(model).transcoders,
+            node_threshold=config.pruning.node_threshold,
+            edge_threshold=config.pruning.edge_threshold,
+        )
+        assert stored == json.loads(json.dumps(fresh))
