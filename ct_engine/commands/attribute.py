@@ -118,6 +118,10 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--graph_file_dir {args.graph_file_dir}: {args.slug}.json is a folder"
             )
+        if folder.is_dir():
+            from ct_engine.graph.files import read_graph_index
+
+            read_graph_index(folder)  # the index the new graph joins must be readable
 
 
 # The -o formats, by suffix (a viewer's JSON comes from --slug with --graph_file_dir).

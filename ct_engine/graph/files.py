@@ -224,7 +224,8 @@ def create_graph_files(
 
     Raises:
         ValueError: a slug that is not a plain file name, no scan to name the transcoders,
-            or a graph path that is not ``.pt`` / ``.safetensors``.
+            a graph path that is not ``.pt`` / ``.safetensors``, or a ``graph-metadata.json``
+            there that is not a graph index.
     """
     check_slug(slug)
     if isinstance(scan, (int, float)):
@@ -241,14 +242,31 @@ def create_graph_files(
         node_threshold=node_threshold,
         edge_threshold=edge_threshold,
     )
+    entries = [g for g in read_graph_index(out) if g.get("slug") != slug]  # before any write
     path = out / f"{slug}.json"
     _write_json_atomic(path, document)
-    index_path = out / METADATA_FILE
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"graphs": []}
-    entries = [g for g in index.get("graphs", []) if g.get("slug") != slug]
     entries.append(document["metadata"])
-    _write_json_atomic(index_path, {"graphs": entries})
+    _write_json_atomic(out / METADATA_FILE, {"graphs": entries})
     return path
+
+
+def read_graph_index(folder: str | os.PathLike[str]) -> list[dict]:
+    """The entries of ``folder``'s ``graph-metadata.json``; ``[]`` when there is none.
+
+    Raises:
+        ValueError: the file names itself when it is not a ``{"graphs": [...]}`` document.
+    """
+    path = Path(folder) / METADATA_FILE
+    if not path.exists():
+        return []
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the graph index ({err}): fix or remove it") from None
+    graphs = index.get("graphs") if isinstance(index, dict) else None
+    if not isinstance(graphs, list) or not all(isinstance(g, dict) for g in graphs):
+        raise ValueError(f'{path}: not a graph index {{"graphs": [...]}}: fix or remove it')
+    return graphs
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:

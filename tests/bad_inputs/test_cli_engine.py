@@ -99,6 +99,19 @@ FAST = [
         r"--graph_file_dir .*/gf: s\.json is a folder$",
         setup=lambda tmp: (tmp / "gf" / "s.json").mkdir(parents=True),
     ),
+    Cli(
+        "graph-index-malformed",
+        f"{ATT} --slug s --graph_file_dir {{tmp}}/gf",
+        r"gf/graph-metadata\.json: cannot read the graph index \(Expecting .*\): fix or remove "
+        r"it$",
+        files={"gf/graph-metadata.json": '{"graphs": [{"slug": '},
+    ),
+    Cli(
+        "graph-index-not-an-index",
+        f"{ATT} --slug s --graph_file_dir {{tmp}}/gf",
+        r'gf/graph-metadata\.json: not a graph index \{"graphs": \[\.\.\.\]\}: fix or remove',
+        files={"gf/graph-metadata.json": "[1, 2]"},
+    ),
     # --server: the viewer's port
     Cli(
         "attribute-server-port-out-of-range",
