@@ -66,3 +66,37 @@ def tiny_lakehouse_files(tmp_path_factory) -> Path:
     # the feature dashboards' corpus (feature_corpus in write_config): the prompts' words
     (root / "corpus.txt").write_text("\n".join(PROMPTS * 40) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_lake_template(tmp_path_factory, tiny_lakehouse_files) -> Path:
+    """The tiny model's ``PROMPTS`` materialized once per session with ``write_config``'s
+    settings: a folder to copy with :func:`copy_tiny_lake`, never to write into.
+
+    A materialization costs far more than a copy, and several modules need this same lake.
+    Its rows and MLflow runs name a few files by absolute path (the transcoder cache's set, the
+    runs' artifacts): in a copy those stay the template's, which is only ever read."""
+    import dagster as dg
+
+    from ct_assets.lib.runner import materialize
+    from ct_lake.config import load_config
+    from tests.assets.conftest import write_config
+
+    folder = tmp_path_factory.mktemp("tiny-lake-template")
+    config = load_config(write_config(folder, tiny_lakehouse_files))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CT_CONFIG", str(config.path))
+        mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
+        (folder / "dagster_home").mkdir()
+        with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
+            assert materialize(config, "tiny", PROMPTS, instance).success
+    return folder
+
+
+def copy_tiny_lake(template: Path, folder: Path) -> Path:
+    """A private copy of ``template`` (see ``tiny_lake_template``) in the new ``folder``, with its
+    Dagster home (the runs that built it); returns the copy's config path."""
+    import shutil
+
+    shutil.copytree(template, folder, dirs_exist_ok=False)
+    return folder / "ct_lakehouse.yaml"

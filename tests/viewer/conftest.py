@@ -1,5 +1,6 @@
-"""A small real lake for the viewer tests: the tiny model's 2 prompts, materialized once per
-session, plus a folder with one JSON graph file (a copy of a lake graph's viewer file)."""
+"""A small real lake for the viewer tests: the tiny model's 2 prompts (a copy of the session's
+``tiny_lake_template``), plus a folder with one JSON graph file (a copy of a lake graph's
+viewer file)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets.conftest import PROMPTS, write_config  # noqa: F401
+from tests.conftest import copy_tiny_lake
 from tests.s3server import s3_server, s3_uri  # noqa: F401
 
 
@@ -21,22 +23,13 @@ class ViewerLake:
 
 
 @pytest.fixture(scope="session")
-def viewer_lake(tmp_path_factory, tiny_lakehouse_files) -> ViewerLake:  # noqa: F811
-    import dagster as dg
-
-    from ct_assets.lib.runner import materialize
+def viewer_lake(tmp_path_factory, tiny_lake_template) -> ViewerLake:
     from ct_lake.config import load_config
     from ct_lake.keys import prompt_key
     from ct_lake.paths import GRAPH_FILES, graph_slug
 
     folder = tmp_path_factory.mktemp("viewer-lakehouse")
-    config = load_config(write_config(folder, tiny_lakehouse_files))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CT_CONFIG", str(config.path))
-        mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
-        (folder / "dagster_home").mkdir()
-        with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
-            assert materialize(config, "tiny", PROMPTS, instance).success
+    config = load_config(copy_tiny_lake(tiny_lake_template, folder / "lakehouse"))
     ids = [graph_slug("tiny", prompt_key(p)) for p in PROMPTS]
     files_dir = folder / "graph-files"
     files_dir.mkdir()

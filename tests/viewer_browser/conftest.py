@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets.conftest import PROMPTS, write_config  # noqa: F401
+from tests.conftest import copy_tiny_lake
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
@@ -53,23 +54,14 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def viewer_lake(tmp_path_factory, tiny_lakehouse_files):  # noqa: F811
-    """``(config_path, lake_root)``: the two prompts of ``PROMPTS`` materialized on "tiny"."""
-    import dagster as dg
-
-    from ct_assets.lib.runner import materialize
+def viewer_lake(tmp_path_factory, tiny_lake_template):
+    """``(config_path, lake_root)``: the two prompts of ``PROMPTS`` materialized on "tiny" (a
+    copy of the session's ``tiny_lake_template``)."""
     from ct_lake.config import load_config
 
     folder = tmp_path_factory.mktemp("viewer-lake")
-    path = write_config(folder, tiny_lakehouse_files)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CT_CONFIG", str(path))
-        mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
-        (folder / "dagster_home").mkdir()
-        config = load_config(path)
-        with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
-            materialize(config, "tiny", PROMPTS, instance)
-    return path, config.lake
+    path = copy_tiny_lake(tiny_lake_template, folder / "lakehouse")
+    return path, load_config(path).lake
 
 
 class LiveServer:
