@@ -60,9 +60,17 @@ def read_config(directory: Path) -> dict[str, Any]:
 def read_config_file(path: Path) -> dict[str, Any]:
     """Parse one config file, which must hold a YAML mapping."""
     try:
-        config = yaml.safe_load(path.read_text())
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise TranscoderFormatError(f"invalid YAML: {err}", file=path) from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise TranscoderFormatError(f"invalid YAML{where}: {problem}", file=path) from None
+    except (ValueError, RecursionError) as err:
+        # A tagged scalar that is no value (a date 2001-13-45, !!int x), bytes that are not
+        # UTF-8, or nesting deeper than the parser's recursion.
+        problem = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise TranscoderFormatError(f"invalid YAML: {problem}", file=path) from None
     if not isinstance(config, dict):
         raise TranscoderFormatError("config must be a YAML mapping", file=path)
     return config
