@@ -27,12 +27,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbclient
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 DEMOS = Path(__file__).resolve().parent
 CELLS_DIR = DEMOS / "cells"
-NOTEBOOKS = ("attribute_demo", "intervention_demo")
+NOTEBOOKS = (
+    "attribute_demo",
+    "intervention_demo",
+    "circuit_tracing_tutorial",
+    "lakehouse_demo",
+    "model_families",
+)
 KERNEL = "ct-lakehouse-demos"
 # The kernel's environment: offline, and no progress bars or download notes in the outputs.
 KERNEL_ENV = {
@@ -102,7 +109,6 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, timeout: int = 600) -> Non
     """Run ``nb`` in place, top to bottom, with ``workdir`` as its working folder.
 
     Raises ``nbclient.exceptions.CellExecutionError`` on the first failing cell."""
-    import nbclient
 
     with tempfile.TemporaryDirectory(prefix="ct-kernel-") as prefix:
         with _kernel_environment(Path(prefix)):
@@ -208,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.execute:
             start = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix=f"ct-{name}-") as workdir:
-                execute(nb, Path(workdir))
+                try:
+                    execute(nb, Path(workdir))
+                except nbclient.exceptions.CellExecutionError as err:
+                    print(f"{name}: not written: {err}", file=sys.stderr)
+                    status = 1
+                    continue
             found = problems(nb)
             if found:
                 print(f"{name}: not written:", *found, sep="\n  ", file=sys.stderr)

@@ -1,9 +1,11 @@
-"""The demo notebooks: committed as built from ``demos/cells/`` and executed (every code cell
-shows its output, figures included, nothing on stderr, no temporary paths), and each runs
-again, offline, in a scratch folder, showing what its text promises."""
+"""The demo notebooks: committed as built from ``demos/cells/`` and executed (each code cell
+that prints, draws or ends in an expression shows it, a figure at least, nothing on stderr,
+no temporary paths), and each runs again, offline, in a scratch folder, showing what its
+text promises."""
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -33,11 +35,40 @@ EXPECTED = {
         r"^swapped answer: (\S+) \(donor's capital: \1\)$",
         r"^steered: .*lives is (?!Ludus)\w+",
     ],
+    "circuit_tracing_tutorial": [
+        r"^the answer: Ludus ",
+        r"^L\d #\d+ fires most for the people of Soubathia$",
+        r"^\(Mosho lives in Soubathia\)$",
+    ],
+    "model_families": [
+        rf"^{family}: .* feature nodes attributed, oracle ok$"
+        for family in ("Gemma-2", "Llama-3.2", "Qwen-3", "Gemma-3", "GPT-OSS")
+    ],
+    "lakehouse_demo": [
+        r"^success: True$",
+        r"^graphs in the lake: 3$",
+        r"^\d+ ablations; the direct effects are the predicted ones: True$",
+        r"^the viewer lists 3 graphs$",
+        r"^5 runs, of which 3 for graphs$",
+    ],
 }
 
 
 def _text(nb) -> str:
     return "\n".join(demos.output_text(c) for c in nb.cells if c.cell_type == "code")
+
+
+def _silent(nb) -> list[int]:
+    """Code cells that print, draw or end in an expression, yet show nothing."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or cell.get("outputs"):
+            continue
+        body = ast.parse(cell.source).body
+        ends_in_expression = bool(body) and isinstance(body[-1], ast.Expr)
+        if ends_in_expression or "print(" in cell.source or "plt.show()" in cell.source:
+            found.append(i)
+    return found
 
 
 def _has_image(nb) -> bool:
@@ -62,8 +93,7 @@ def test_committed_notebook_is_its_source_executed(name):
     assert [(c.cell_type, c.source) for c in saved.cells] == [
         (c.cell_type, c.source) for c in built.cells
     ], f"{name} is not up to date: python demos/build_notebooks.py --execute {name}"
-    silent = [i for i, c in enumerate(saved.cells) if c.cell_type == "code" and not c.outputs]
-    assert not silent, f"code cells without outputs (not executed?): {silent}"
+    assert not _silent(saved), "code cells without their outputs: not executed?"
     assert demos.problems(saved) == []
     assert _has_image(saved), "no figure"
     text = _text(saved)
@@ -77,8 +107,7 @@ def test_notebook_runs(name, tmp_path):
     nb = demos.build(name)
     demos.execute(nb, tmp_path)  # raises CellExecutionError on the first failing cell
     assert demos.problems(nb) == []
-    silent = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not c.outputs]
-    assert not silent, f"code cells without outputs: {silent}"
+    assert not _silent(nb)
     assert _has_image(nb)
     text = _text(nb)
     for pattern in EXPECTED[name]:
