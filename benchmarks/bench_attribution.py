@@ -161,7 +161,34 @@ def _tail(log: Path, n: int = 600) -> str:
 def _adjacency(path: str):
     import numpy as np
 
+    if Path(path + ".adjacency.crow.npy").exists():
+        return _CsrFile(path)
     return np.load(path + ".adjacency.npy", mmap_mode="r")
+
+
+class _CsrFile:
+    """A CSR adjacency saved by ``runner_common.save_graph``, read memory-mapped; indexing
+    by a row slice or row array gives those rows dense (all that ``_allclose_rows`` needs)."""
+
+    def __init__(self, path: str):
+        import numpy as np
+
+        parts = ("crow", "col", "values")
+        self.crow, self.col, self.values = (
+            np.load(f"{path}.adjacency.{p}.npy", mmap_mode="r") for p in parts
+        )
+        n = len(self.crow) - 1
+        self.shape = (n, n)
+
+    def __getitem__(self, rows):
+        import numpy as np
+
+        rows = np.arange(self.shape[0])[rows] if isinstance(rows, slice) else np.asarray(rows)
+        out = np.zeros((len(rows), self.shape[1]), dtype=np.float32)
+        for i, r in enumerate(rows.tolist()):
+            lo, hi = int(self.crow[r]), int(self.crow[r + 1])
+            out[i, self.col[lo:hi]] = self.values[lo:hi]
+        return out
 
 
 def _allclose_rows(A, B, rows_a=None, cols_a=None) -> tuple[bool, float, float]:
@@ -250,7 +277,8 @@ def compare_uncapped_to_capped(full_path: str, capped_path: str) -> dict:
 def _remove_graph(path: str | None) -> None:
     if path:
         Path(path).unlink(missing_ok=True)
-        Path(path + ".adjacency.npy").unlink(missing_ok=True)
+        for suffix in ("", ".crow", ".col", ".values"):
+            Path(f"{path}.adjacency{suffix}.npy").unlink(missing_ok=True)
 
 
 def predicted_min_gib(info: dict, tool: str, length: int, max_nodes: int | None) -> float | None:

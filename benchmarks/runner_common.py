@@ -43,18 +43,27 @@ def finished_record(graph, wall: float, timings: dict) -> dict:
 
 
 def save_graph(graph, path: str) -> None:
-    """Small tensors to ``path`` (safetensors); the adjacency to ``path + ".adjacency.npy"``.
+    """Small tensors to ``path`` (safetensors); the adjacency to ``path + ".adjacency.npy"``,
+    or, when it is sparse CSR, its parts to ``path + ".adjacency.{crow,col,values}.npy"``.
 
-    ``np.save`` writes the dense matrix without an in-memory serialisation copy (it can be
+    ``np.save`` writes the matrix without an in-memory serialisation copy (it can be
     10+ GiB), and the comparison reads it back memory-mapped.
     """
     import numpy as np
     from safetensors.torch import save_file
 
     adjacency = graph.adjacency_matrix
-    if adjacency.layout != torch.strided:
-        adjacency = adjacency.to_dense()
-    np.save(path + ".adjacency.npy", adjacency.detach().float().contiguous().numpy())
+    if adjacency.layout == torch.sparse_csr:
+        for part, tensor in (
+            ("crow", adjacency.crow_indices()),
+            ("col", adjacency.col_indices()),
+            ("values", adjacency.values()),
+        ):
+            np.save(f"{path}.adjacency.{part}.npy", tensor.numpy())
+    else:
+        if adjacency.layout != torch.strided:
+            adjacency = adjacency.to_dense()
+        np.save(path + ".adjacency.npy", adjacency.detach().float().contiguous().numpy())
     save_file(
         {
             "active_features": graph.active_features.long().contiguous(),
