@@ -100,3 +100,12 @@ def copy_tiny_lake(template: Path, folder: Path) -> Path:
 
     shutil.copytree(template, folder, dirs_exist_ok=False)
     return folder / "ct_lakehouse.yaml"
+
+
+@pytest.fixture(scope="session")
+def toy_features_template(tmp_path_factory):
+    """The toy world's dashboards, feature files, graph and lake of ``tests/viewer/toy_features.py``
+    built once per session; modules take a private copy (``toy_features.private_copy``)."""
+    from tests.viewer.toy_features import build
+
+    return build(tmp_path_factory.mktemp("toy-features-template"), lake=True)

@@ -1,7 +1,7 @@
 """Feature cards in the viewer's server: circuit-tracer's feature files under ``/features/``
 (HTTP Range, as its frontend reads them), the card and label endpoints for a graph file
 (``--features_dir``) and for a lake graph (the lake's feature tables), and the commands'
-wiring. One real toy-world run per module (``tests/viewer/toy_features.py``)."""
+wiring. One real toy-world run per session, a copy per module (``tests/viewer/toy_features.py``)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from starlette.testclient import TestClient
 from ct_cli.main import main
 from ct_viewer import create_app
 
-from .toy_features import PROMPT, SLUG, build
+from .toy_features import PROMPT, SLUG, private_copy
 
 FILE_ID = f"file__{SLUG}"
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("toy-features"), lake=True)
+def toy(tmp_path_factory, toy_features_template):
+    return private_copy(toy_features_template, tmp_path_factory.mktemp("toy-features") / "toy")
 
 
 @pytest.fixture(scope="module")

@@ -93,3 +93,25 @@ def _store_in_lake(root: Path, out: ToyFeatures, model, graph, dashboards) -> No
     out.config_path = config_path
     out.lake_root = Path(config.lake)
     out.lake_graph_id = graph_slug(MODEL, prompt)
+
+
+def private_copy(toy: ToyFeatures, root: Path) -> ToyFeatures:
+    """A private copy of what :func:`build` made (its folders copied into the new ``root``),
+    so that a module can write into its lake without touching another's. The dashboards
+    object is shared: it is only read."""
+    import dataclasses
+    import shutil
+
+    source = toy.features_dir.parent
+    shutil.copytree(source, root)
+
+    def moved(path: Path | None) -> Path | None:
+        return None if path is None else root / path.relative_to(source)
+
+    return dataclasses.replace(
+        toy,
+        features_dir=moved(toy.features_dir),
+        graph_dir=moved(toy.graph_dir),
+        config_path=moved(toy.config_path),
+        lake_root=moved(toy.lake_root),
+    )

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.viewer.toy_features import build
+from tests.viewer.toy_features import private_copy
 
 from .conftest import LiveServer
 
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("toy-features-page"), lake=True)
+def toy(tmp_path_factory, toy_features_template):
+    return private_copy(toy_features_template, tmp_path_factory.mktemp("toy-features-page") / "toy")
 
 
 @pytest.fixture(scope="module")
