@@ -145,7 +145,11 @@ class MlflowTracker(dg.ConfigurableResource):
         down = (run.tags.get("dagster.run_id", ""), uri)
         if down in _UNREACHABLE:  # waited for once in this Dagster run: not again
             return TrackingOutcome(ok=False, error=f"{_UNREACHABLE[down]} (not tried again)")
+        # Imported before the clock starts: slow on a loaded machine, but it never hangs.
+        import mlflow.tracking  # noqa: F401
+
         future: concurrent.futures.Future = concurrent.futures.Future()
+        opened = threading.Event()
 
         def call() -> None:
             try:
@@ -160,6 +164,7 @@ class MlflowTracker(dg.ConfigurableResource):
                         params,
                         metrics,
                         artifacts,
+                        opened,
                     )
                 )
             except BaseException as err:  # handed to the waiting thread
@@ -167,6 +172,12 @@ class MlflowTracker(dg.ConfigurableResource):
 
         # A daemon thread: one that hangs on a silent server never holds up the process's exit.
         threading.Thread(target=call, name="mlflow-log", daemon=True).start()
+        if uri.startswith("sqlite:"):
+            # A local file, no server that could hang: its first open creates MLflow's tables,
+            # which takes long on a loaded machine and is not counted in the timeout.
+            deadline = time.monotonic() + _LOCAL_OPEN_S
+            while not (opened.wait(0.1) or future.done()) and time.monotonic() < deadline:
+                pass
         try:
             experiment_id, run_id, warning = future.result(timeout=timeout)
             url = f"{self.ui_url(config)}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -183,6 +194,8 @@ class MlflowTracker(dg.ConfigurableResource):
                 _UNREACHABLE[down] = error
             return TrackingOutcome(ok=False, error=error)
 
+
+_LOCAL_OPEN_S = 600  # the most a sqlite store's first open (its migrations) may take
 
 # (Dagster run id, tracking URI) -> the error of a call that found MLflow unreachable: the
 # later calls of that run fail at once, so that a run waits for a silent server once, not
@@ -226,7 +239,7 @@ def _first_use_lock(uri: str):
 
 
 def _log(
-    uri, experiment, artifact_root, timeout, run_name, tags, params, metrics, artifacts
+    uri, experiment, artifact_root, timeout, run_name, tags, params, metrics, artifacts, opened
 ) -> tuple[str, str, str | None]:
     """Log to the run tagged ``tags[RUN_KEY_TAG]`` (created when none exists) and finish it;
     returns ``(experiment_id, run_id, warning)``, the warning naming params that the run
@@ -251,6 +264,7 @@ def _log(
                 )
             except MlflowException:  # created meanwhile by a parallel step
                 experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    opened.set()
     if found is not None:
         experiment_id = found.experiment_id
         if EXPERIMENT_KIND_TAG not in found.tags:  # an experiment made before runs were tracked
