@@ -27,15 +27,17 @@ DERIVED = ["graph_overview", "node_labels", "recurring_features", "score_changes
 
 
 @pytest.fixture(scope="module")
-def lake_config(tmp_path_factory, tiny_lakehouse_files):
-    """The config of a lake with 2 graphs; the first prompt materialized twice."""
+def lake_config(tmp_path_factory, tiny_lakehouse_files, tiny_lake_template):
+    """The config of a lake with 2 graphs (a copy of the session's ``tiny_lake_template``); the
+    first prompt materialized twice."""
     import dagster as dg
 
     from ct_assets.lib.runner import materialize
     from ct_lake.config import load_config
+    from tests.conftest import copy_tiny_lake
 
-    folder = tmp_path_factory.mktemp("sql-lakehouse")
-    config = load_config(write_config(folder, tiny_lakehouse_files))
+    folder = tmp_path_factory.mktemp("sql-lakehouse") / "lakehouse"
+    config = load_config(copy_tiny_lake(tiny_lake_template, folder))
     (folder / "rerun").mkdir()
     attribution = {"max_n_logits": 5, "desired_logit_prob": 0.9, "max_feature_nodes": 120}
     rerun = load_config(
@@ -44,12 +46,9 @@ def lake_config(tmp_path_factory, tiny_lakehouse_files):
         )
     )
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CT_CONFIG", str(config.path))
+        mp.setenv("CT_CONFIG", str(rerun.path))
         mp.setenv("DAGSTER_HOME", str(folder / "dagster_home"))
-        (folder / "dagster_home").mkdir()
         with dg.instance_for_test(temp_dir=str(folder / "dagster_home")) as instance:
-            assert materialize(config, "tiny", PROMPTS, instance).success
-            mp.setenv("CT_CONFIG", str(rerun.path))
             summary = materialize(rerun, "tiny", PROMPTS[:1], instance, with_model_assets=False)
             assert summary.success
     return config
