@@ -10,8 +10,9 @@ user knows: `ReplacementModel.from_pretrained`, `attribute`, `Graph.to_pt` and
 `create_graph_files`, then the graph in the viewer.
 
 It runs offline on the shipped **toy world**: a 4-layer Llama trained on sentences about an
-invented world, with its own transcoders (`ct_engine/toyworld/MODEL_CARD.md`). With real
-weights, only the names change:
+invented world, with its own transcoders: `toy-world-clt`, a cross-layer transcoder (each
+feature writes to every later layer), or `toy-world-plt`, one per layer
+(`ct_engine/toyworld/MODEL_CARD.md`). With real weights, only the names change:
 
 ```python
 model = ReplacementModel.from_pretrained("google/gemma-2-2b", "gemma", dtype=torch.bfloat16)
@@ -26,7 +27,7 @@ model = ReplacementModel.from_pretrained("google/gemma-2-2b", "gemma", dtype=tor
 from ct_engine import ReplacementModel, attribute, compute_graph_scores, prune_graph
 from ct_engine.utils import create_graph_files
 
-model = ReplacementModel.from_pretrained("toy-world", "toy-world-plt", device="cpu")
+model = ReplacementModel.from_pretrained("toy-world", "toy-world-clt", device="cpu")
 print(f"{model.n_layers} layers, d_model {model.d_model}, backend {model.backend}")""",
     ),
     (

@@ -29,7 +29,7 @@ from ct_engine import ReplacementModel, attribute, prune_graph
 from ct_engine.toyworld.default_model import load_world
 from ct_engine.utils.demo_utils import get_topk
 
-model = ReplacementModel.from_pretrained("toy-world", "toy-world-plt", device="cpu")
+model = ReplacementModel.from_pretrained("toy-world", "toy-world-clt", device="cpu")
 world = load_world()
 prompt = "The capital of the country where Mosho lives is"
 tokens = model.to_str_tokens(prompt)

@@ -25,7 +25,7 @@ from ct_engine import ReplacementModel, attribute
 from ct_engine.toyworld.default_model import load_world
 from ct_engine.utils.demo_utils import get_top_features, get_topk
 
-model = ReplacementModel.from_pretrained("toy-world", "toy-world-plt", device="cpu")
+model = ReplacementModel.from_pretrained("toy-world", "toy-world-clt", device="cpu")
 world = load_world()  # the invented world: its people, countries and the prompts about them
 
 prompt = "The capital of the country where Mosho lives is"

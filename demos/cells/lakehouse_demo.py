@@ -47,7 +47,7 @@ settings = {
         {
             "name": "toy-world",
             "model": "toy-world",
-            "transcoders": "toy-world-plt",
+            "transcoders": "toy-world-clt",  # or toy-world-plt, the per-layer transcoders
             "batch_size": 64,
             "eval_tokens": 512,
         }
@@ -123,8 +123,8 @@ overview''',
     (
         "md",
         """Questions across graphs are joins. Which features recur in several graphs, how
-influential are they, and what do their feature cards (the dashboards, labelled on the toy
-world with the country a feature stands for) say they do?""",
+influential are they, and what do their feature cards (`feature_cards`: the dashboards'
+label, with its source, and the tokens the feature promotes) say they do?""",
     ),
     (
         "code",
