@@ -19,11 +19,14 @@ tensor of token ids, ``scan_name`` instead of ``scan``, and a TransformerLens
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import pickle
 import sys
 import uuid
 import zipfile
+import zlib
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,19 @@ _TENSOR_KEYS = (
     "selected_features",
     "adjacency_matrix",
     "logit_probabilities",
+)
+# What a damaged data.pkl makes the unpickler raise (UnsafePickleError aside): truncated or
+# unknown opcodes, a stack or memo it does not hold, arguments the allowed classes refuse.
+_DAMAGED_PICKLE = (
+    pickle.UnpicklingError,
+    EOFError,
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+    RuntimeError,
 )
 _KNOWN_KEYS = {
     *_TENSOR_KEYS,
@@ -118,33 +134,47 @@ def load_pt_payload(path: str | PathLike[str]) -> Any:
         raise ValueError(
             f"{path} is not a torch zip archive (legacy torch.save formats unsupported)"
         )
-    with zipfile.ZipFile(path) as archive:
-        prefix = _archive_prefix(archive, path)
-        names = set(archive.namelist())
-        byteorder_record = prefix + "byteorder"
-        if byteorder_record in names:
-            byteorder = archive.read(byteorder_record).decode()
-            if byteorder != sys.byteorder:
-                raise ValueError(f"{path} was written {byteorder}-endian; this machine is not")
-        storages: dict[str, torch.Tensor] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            prefix = _archive_prefix(archive, path)
+            names = set(archive.namelist())
+            byteorder_record = prefix + "byteorder"
+            if byteorder_record in names:
+                byteorder = archive.read(byteorder_record).decode()
+                if byteorder != sys.byteorder:
+                    raise ValueError(f"{path} was written {byteorder}-endian; this machine is not")
+            storages: dict[str, torch.Tensor] = {}
 
-        def load_storage(key: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
-            if key in storages:
-                storage = storages[key]
-                if storage.dtype != dtype or len(storage) != numel:
-                    raise UnsafePickleError(f"storage {key!r} is used with two different types")
-                return storage
-            record = f"{prefix}data/{key}"
-            if record not in names:
-                raise UnsafePickleError(f"storage record {key!r} is missing from the archive")
-            storages[key] = _read_storage(archive, record, dtype, numel)
-            return storages[key]
+            def load_storage(key: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
+                if key in storages:
+                    storage = storages[key]
+                    if storage.dtype != dtype or len(storage) != numel:
+                        raise UnsafePickleError(f"storage {key!r} is used with two different types")
+                    return storage
+                record = f"{prefix}data/{key}"
+                if record not in names:
+                    raise UnsafePickleError(f"storage record {key!r} is missing from the archive")
+                storages[key] = _read_storage(archive, record, dtype, numel)
+                return storages[key]
 
-        data = io.BytesIO(archive.read(prefix + "data.pkl"))
-        try:
-            return RestrictedUnpickler(data, load_storage).load()
-        except UnsafePickleError as err:
-            raise UnsafePickleError(f"{path}: {err}") from None
+            data = io.BytesIO(archive.read(prefix + "data.pkl"))
+            try:
+                return RestrictedUnpickler(data, load_storage).load()
+            except UnsafePickleError as err:
+                raise UnsafePickleError(f"{path}: {err}") from None
+            except _DAMAGED_PICKLE as err:  # opcodes or arguments no torch.save writes
+                detail = (str(err).splitlines() or [""])[0]
+                raise ValueError(
+                    f"{path}: data.pkl is not a readable pickle ({type(err).__name__}: {detail})"
+                ) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
+        # A bad CRC, a broken deflate stream, a truncated record, an unknown compression, an
+        # encrypted record.
+        raise ValueError(f"{path} is a damaged zip archive: {err}") from None
+    except OSError as err:
+        if err.errno != errno.EINVAL:  # permissions, the disk: not the file's content
+            raise
+        raise ValueError(f"{path} is a damaged zip archive: a record lies outside it") from None
 
 
 def graph_from_payload(payload: Any) -> Graph:
