@@ -20,6 +20,7 @@ and transposed, lazy decoder rows are sliced straight from ``w_dec``.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,11 @@ def read_npz_layer(
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    # zipfile's own errors too: a truncated or badly deflated record (EOFError, zlib.error),
+    # an encrypted one (RuntimeError), a compression it lacks (NotImplementedError).
+    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as err:
+        raise TranscoderFormatError(f"cannot read npz file: {err}", file=path) from err
+    except (zipfile.BadZipFile, zlib.error) as err:
         raise TranscoderFormatError(f"cannot read npz file: {err}", file=path) from err
     shapes = {key: tuple(a.shape) for key, a in arrays.items()}
     n_features, d_model = matrix_dims(shapes, "W_enc", path, transposed=True)
