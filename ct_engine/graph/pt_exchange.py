@@ -130,11 +130,11 @@ def load_pt_payload(path: str | PathLike[str]) -> Any:
         raise FileNotFoundError(f"graph file {path} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a folder, not a graph file")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path} is not a torch zip archive (legacy torch.save formats unsupported)"
-        )
     try:
+        if not zipfile.is_zipfile(path):  # which raises BadZipFile on some damaged end records
+            raise ValueError(
+                f"{path} is not a torch zip archive (legacy torch.save formats unsupported)"
+            )
         with zipfile.ZipFile(path) as archive:
             prefix = _archive_prefix(archive, path)
             names = set(archive.namelist())
