@@ -1,0 +1,48 @@
+"""A brief run of the readers' coverage-guided fuzzer (``fuzz/fuzz_readers.py``): each target
+replays its committed corpus (valid files, damaged ones and every input a longer run found) and
+then mutates for a few hundred runs with a fixed seed. Any exception but the documented user
+errors fails the test with the fuzzer's report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("atheris")
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "fuzz" / "fuzz_readers.py"
+TARGETS = ("pt", "transcoder")
+
+
+def test_the_readers_survive_a_brief_fuzz_run(tmp_path):
+    runs = {}
+    for target in TARGETS:  # both at once: most of each run is importing torch
+        scratch = tmp_path / target
+        scratch.mkdir()
+        argv = [
+            sys.executable,
+            str(SCRIPT),
+            target,
+            str(scratch),
+            str(SCRIPT.parent / "corpus" / target),
+        ]
+        argv += [
+            "-runs=400",
+            "-max_total_time=10",
+            "-seed=1",
+            f"-artifact_prefix={tmp_path}/{target}-",
+        ]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        runs[target] = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    for target, process in runs.items():
+        output, _ = process.communicate(timeout=240)
+        report = "\n".join(line for line in output.splitlines() if "Instrumenting" not in line)
+        assert process.returncode == 0, f"fuzz target {target} failed:\n{report[-6000:]}"
+        assert "Done" in report, report[-2000:]  # libFuzzer's last line: the runs were made
