@@ -19,8 +19,8 @@ Density (``--edges-per-feature``):
     prlimit --as=$((9 << 30)) .venv/bin/python benchmarks/bench_prune.py \
         [--nodes 57051 --layers 8 --positions 256] [--edges-per-feature full|300] [--out FILE]
 
-Also reports the graph file's size per edge and its write and read times. Writes
-``benchmarks/results/prune.md`` unless ``--no-write``.
+Also reports the graph file's size per edge and its write and read times. Appends a dated
+section to ``benchmarks/results/prune.md`` unless ``--no-write``.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def main() -> None:
     per_row = "every reachable source" if full else f"~{args.edges_per_feature} per feature row"
     layout = "CSR (float32 values, int32 columns)" if full else "COO"
     lines = [
-        "# Pruning benchmark (`benchmarks/bench_prune.py`)",
+        f"## {time.strftime('%Y-%m-%d')}: {args.nodes:,} nodes, {n_edges:,} edges",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU; load average "
@@ -274,9 +274,10 @@ def main() -> None:
     ]
     report = "\n".join(lines)
     print(report)
-    if not args.no_write:
+    if not args.no_write:  # appended: earlier runs stay for comparison
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+        with open(args.out, "a") as out:
+            out.write("\n" + report)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def _dense_influence(A: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 def test_masks_scores_and_influence_match_recorded_results_over_small_blocks(tiny_blocks, layout):
     g = reference_graph(REF, "g800", layout)
-    assert len(RowBlocks(g.adjacency_matrix).spans()) > 30
+    assert len(RowBlocks(g.adjacency_matrix).spans()) >= 25
     w = target_weights(g)
     influence = compute_node_influence(g.adjacency_matrix, w.float())
     torch.testing.assert_close(
