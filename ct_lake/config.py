@@ -590,6 +590,9 @@ def load_config(path: str | Path | None = None) -> LakehouseConfig:
         raise ConfigError(f"{shown}: cannot read the config: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise ConfigError(_yaml_error(shown, err)) from None
+    except (ValueError, RecursionError) as err:  # a date that is no date (2001-13-45), !!int x
+        problem = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise ConfigError(f"{shown}: invalid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{shown}: expected a mapping at the top level")
     if "path" in raw:
