@@ -44,6 +44,18 @@ CASES = [
         r"c\.yaml:2:1: invalid YAML: expected a single document",
         files={"c.yaml": "lake: lake\n---\nlake: other\n"},
     ),
+    Cli(
+        "yaml-bad-date",
+        MAT,
+        r"c\.yaml: invalid YAML: month must be in 1\.\.12$",
+        files={"c.yaml": "lake: 2001-13-45\n"},
+    ),
+    Cli(
+        "yaml-too-deep",
+        MAT,
+        r"c\.yaml: invalid YAML: nested too deeply$",
+        files={"c.yaml": "[" * 800},
+    ),
     Cli("config-not-utf8", MAT, r"c\.yaml: not UTF-8 text", files={"c.yaml": b"\xff\xfe lake"}),
     Cli(
         "config-is-a-folder",
