@@ -89,18 +89,18 @@ def trace(model, prompt, max_feature_nodes=256):
 `load_preset(name)` loads the preset's model and transcoders from the hub; `model_dir=`
 points it at a local model folder instead (here the replica's), and `local_hub` serves the
 replicas' transcoder repos in place of the hub. Converted transcoders are cached in
-`$CT_CACHE_DIR`, pointed at a scratch folder so the replicas stay out of the real cache.""",
+`$CT_CACHE_DIR`, here inside `model_families_files/`, so the replicas stay out of the real
+cache.""",
     ),
     (
         "code",
         """import os
-import tempfile
 from pathlib import Path
 
 from ct_engine.presets import load_preset
 from ct_engine.replicas import build_replica, local_hub
 
-scratch = Path(tempfile.mkdtemp(prefix="model-families-"))
+scratch = Path("model_families_files")  # the replicas and their converted transcoders
 os.environ["CT_CACHE_DIR"] = str(scratch / "cache")
 torch.manual_seed(0)
 PROMPT = "the capital of Texas is Austin and the"
