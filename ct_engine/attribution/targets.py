@@ -128,16 +128,42 @@ def _checked_ids(ids: list[int], vocab: int) -> list[int]:
     return [int(i) for i in ids]
 
 
-def single_token_id(text: str, tokenizer) -> int:
-    """The id of ``text`` if it is exactly one token; a ``ValueError`` that says so if not."""
+def single_token_id(text: str, tokenizer, what: str = "target") -> int:
+    """The id of ``text`` if it is exactly one token of the vocabulary.
+
+    A tokenizer with an unknown token (a word-level one, as the toy world's) reads a word it
+    does not know as that token: attributing it would explain ``<unk>``, not the word. Raises
+    ``ValueError`` naming ``what`` and the text, how it tokenizes and, for an unknown word, the
+    nearest vocabulary entries."""
     ids = tokenizer.encode(text, add_special_tokens=False)
-    if len(ids) != 1:
-        pieces = [tokenizer.decode([i]) for i in ids]
+    pieces = [tokenizer.decode([i]) for i in ids]
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None and unk in ids and text.strip() != tokenizer.unk_token:
+        near = nearest_tokens(text.strip(), tokenizer)
+        hint = f"; nearest: {', '.join(repr(t) for t in near)}" if near else ""
         raise ValueError(
-            f"target {text!r} is {len(ids)} tokens {pieces}, not exactly one: give a single-"
+            f"{what} {text!r} is not in the model's vocabulary (it tokenizes as {pieces}){hint}"
+        )
+    if len(ids) != 1:
+        raise ValueError(
+            f"{what} {text!r} is {len(ids)} tokens {pieces}, not exactly one: give a single-"
             "token string (mind the leading space), a token id, or a CustomTarget"
         )
     return ids[0]
+
+
+def nearest_tokens(word: str, tokenizer, n: int = 3) -> list[str]:
+    """Up to ``n`` vocabulary entries spelt most like ``word`` (case aside)."""
+    import difflib
+
+    special = set(getattr(tokenizer, "all_special_tokens", []))
+    by_lower: dict[str, str] = {}
+    for token in tokenizer.get_vocab():
+        shown = token.lstrip("Ġ▁")  # BPE / SentencePiece word-start marks
+        if shown and token not in special and abs(len(shown) - len(word)) <= 3:
+            by_lower.setdefault(shown.lower(), shown)
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.6)
+    return [by_lower[c] for c in close]
 
 
 def _as_custom(item, d_model: int) -> CustomTarget:

@@ -268,37 +268,8 @@ def _targets(args: argparse.Namespace, model):
 
 
 def vocabulary_token_id(word: str, tokenizer, flag: str) -> int:
-    """The id of ``word`` if it is exactly one token of the vocabulary.
+    """The id of ``word`` if it is one token of the vocabulary; a ``ValueError`` naming
+    ``flag`` otherwise (see :func:`ct_engine.attribution.targets.single_token_id`)."""
+    from ct_engine.attribution.targets import single_token_id
 
-    A tokenizer with an unknown token (a word-level one, as the toy world's) reads a word it
-    does not know as that token: attributing it would explain ``<unk>``, not the word. Raises
-    ``ValueError`` naming the word, how it tokenizes and the nearest vocabulary entries."""
-    unk = getattr(tokenizer, "unk_token_id", None)
-    ids = tokenizer.encode(word, add_special_tokens=False)
-    pieces = [tokenizer.decode([i]) for i in ids]
-    if unk is not None and unk in ids and word.strip() != tokenizer.unk_token:
-        near = _nearest_tokens(word.strip(), tokenizer)
-        hint = f"; nearest: {', '.join(repr(t) for t in near)}" if near else ""
-        raise ValueError(
-            f"{flag} {word!r} is not in the model's vocabulary (it tokenizes as {pieces}){hint}"
-        )
-    if len(ids) != 1:
-        raise ValueError(
-            f"{flag} {word!r} is {len(ids)} tokens {pieces}, not exactly one: give a word of "
-            "one token (mind the leading space)"
-        )
-    return ids[0]
-
-
-def _nearest_tokens(word: str, tokenizer, n: int = 3) -> list[str]:
-    """Up to ``n`` vocabulary entries spelt most like ``word`` (case aside)."""
-    import difflib
-
-    special = set(getattr(tokenizer, "all_special_tokens", []))
-    by_lower: dict[str, str] = {}
-    for token in tokenizer.get_vocab():
-        shown = token.lstrip("Ġ▁")  # BPE / SentencePiece word-start marks
-        if shown and token not in special and abs(len(shown) - len(word)) <= 3:
-            by_lower.setdefault(shown.lower(), shown)
-    close = difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.6)
-    return [by_lower[c] for c in close]
+    return single_token_id(word, tokenizer, what=flag)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -276,10 +277,17 @@ class Graph:
     def save(self, path: str | PathLike[str]) -> None:
         """Write to one safetensors file (tensors) with JSON metadata; atomic.
 
-        See :mod:`ct_engine.graph.storage`.
+        See :mod:`ct_engine.graph.storage`. A ``.pt`` or ``.json`` name is refused: those
+        suffixes promise other formats (:meth:`to_pt`, ``create_graph_files``).
         """
         from ct_engine.graph.storage import save_graph
 
+        suffix = Path(path).suffix.lower()
+        if suffix in (".pt", ".json"):
+            raise ValueError(
+                f"Graph.save writes safetensors, not {suffix}: name the file .safetensors, use "
+                "to_pt() for a circuit-tracer .pt, or create_graph_files() for the viewer's JSON"
+            )
         save_graph(self, path)
 
     @staticmethod

@@ -120,6 +120,13 @@ def _bad_hook(tmp: Path):
     return ReplacementModel.from_pretrained(model, transcoders, device="cpu")
 
 
+def _toy_attribute(targets):
+    from ct_engine import ReplacementModel, attribute
+
+    model = ReplacementModel.from_pretrained("toy-world", "toy-world-plt", device="cpu")
+    return attribute("The capital of Soubathia is", model, attribution_targets=targets)
+
+
 NOT_FINITE = r"weights are not finite: 1 NaN and 0 infinite values, the first at index"
 
 CASES = [
@@ -202,6 +209,19 @@ CASES = [
         _compressed,
         UnsafePickleError,
         r"storage record '.*/data/\d+' is compressed; torch never does that$",
+    ),
+    Api(
+        "graph-save-json-suffix",
+        lambda tmp: _tiny_graph(1).save(tmp / "graph.json"),
+        ValueError,
+        r"^Graph\.save writes safetensors, not \.json: name the file \.safetensors",
+    ),
+    # a target word the vocabulary lacks would silently explain <unk>
+    Api(
+        "attribute-target-unknown-word",
+        lambda tmp: _toy_attribute(["Xyzzyplugh"]),
+        ValueError,
+        r"^target 'Xyzzyplugh' is not in the model's vocabulary \(it tokenizes as \['<unk>'\]\)",
     ),
 ]
 
