@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -118,10 +119,15 @@ def main(
 
     A ``ValueError`` that escapes a command (a mistake the user can fix) is printed as one
     line, ``<prog> <command> [<action>]: error: <message>``, with exit status 2 and no
-    traceback."""
+    traceback. Output piped into a reader that stops early (``ct sql ... | head``) ends the
+    command quietly, as Unix tools do."""
     args = build_parser(modules, prog=prog, description=description).parse_args(argv)
     try:
         return run_subcommand(args, modules)
+    except BrokenPipeError:
+        # Python would complain again while flushing stdout at exit: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
     except ValueError as err:
         action = getattr(args, "action", None)
         where = f"{args.command} {action}" if action else args.command
