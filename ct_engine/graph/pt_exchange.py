@@ -23,6 +23,7 @@ import errno
 import io
 import os
 import pickle
+import pickletools
 import sys
 import uuid
 import zipfile
@@ -63,6 +64,7 @@ _DAMAGED_PICKLE = (
     OverflowError,
     RecursionError,
     RuntimeError,
+    MemoryError,
 )
 _KNOWN_KEYS = {
     *_TENSOR_KEYS,
@@ -159,6 +161,7 @@ def load_pt_payload(path: str | PathLike[str]) -> Any:
 
             data = io.BytesIO(archive.read(prefix + "data.pkl"))
             try:
+                _check_memo(data.getvalue())
                 return RestrictedUnpickler(data, load_storage).load()
             except UnsafePickleError as err:
                 raise UnsafePickleError(f"{path}: {err}") from None
@@ -175,6 +178,19 @@ def load_pt_payload(path: str | PathLike[str]) -> Any:
         if err.errno != errno.EINVAL:  # permissions, the disk: not the file's content
             raise
         raise ValueError(f"{path} is a damaged zip archive: a record lies outside it") from None
+
+
+def _check_memo(pickled: bytes) -> None:
+    """Refuse memo slots past the pickle's own size: CPython's unpickler sizes its memo to the
+    largest slot it is given, so six bytes (``LONG_BINPUT`` 2**30) would allocate gigabytes."""
+    try:
+        for opcode, arg, _ in pickletools.genops(pickled):
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > len(pickled):
+                raise UnsafePickleError(
+                    f"memo slot {arg} is past the pickle's {len(pickled)} bytes"
+                )
+    except ValueError:  # an opcode genops cannot read: the unpickler refuses it too
+        return
 
 
 def graph_from_payload(payload: Any) -> Graph:
