@@ -294,6 +294,7 @@ def _status(summary, model: str) -> str:
     if summary.success:
         return f"{untracked}done: {n} graphs of {model}"
     lines = [f"failed: {short_prompt(text, 60)!r}: {why}" for text, why in summary.failed]
+    lines += [f"failed: {job} of {model}: {why}" for job, why in summary.failed_jobs]
     if summary.failed:
         lines.append(f"FAILED: {len(summary.failed)} of {n} graphs of {model} (the others done)")
     else:

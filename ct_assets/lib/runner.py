@@ -40,7 +40,9 @@ RANGE_END = "dagster/asset_partition_range_end"
 MODEL_TAG = "ct/model"
 PROMPTS_TAG = "ct/prompts"  # how many prompts the run covers
 PROMPT_TAG = "ct/prompt"  # the first prompt's text, shortened
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Quiet runs (ct materialize without --verbose) show nothing of Dagster's console log: its
+# error events are stack dumps, and the summary names every failure on one line instead.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Which process runs an in-process run: its host, pid and the pid's start time (a pid that was
 # reused by another process after ours died has another start time).
 HOST_TAG, PID_TAG, PID_START_TAG = "ct/host", "ct/pid", "ct/pid_start"
@@ -63,6 +65,8 @@ class MaterializeSummary:
     success: bool
     # (prompt text, why) of each prompt whose graph failed: "step: error" of its run
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # (job, why) of each failed run of a model-level job (model_job, census_job)
+    failed_jobs: list[tuple[str, str]] = field(default_factory=list)
     # asset partitions stored in the lake but not logged to MLflow, and the first error
     untracked: int = 0
     tracking_error: str | None = None
@@ -298,12 +302,20 @@ def materialize(
         return run("graph_job", tags | run_tags(model, texts))
 
     failed: list[tuple[str, str]] = []
+    failed_jobs: list[tuple[str, str]] = []
+
+    def model_run(job: str) -> bool:
+        result = run(job, run_tags(model, []), partition_key=model)
+        if not result.success:
+            failed_jobs.append((job, failure_of(instance, result.run_id)))
+        return result.success
+
     ok = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=dg.BetaWarning)
         warnings.simplefilter("ignore", category=dg.PreviewWarning)
         if with_model_assets:
-            ok &= run("model_job", run_tags(model, []), partition_key=model).success
+            ok &= model_run("model_job")
         for first, last in contiguous_ranges(list(registered.prompts), order):
             keys = order[order.index(first) : order.index(last) + 1]
             result = graph_run(keys)
@@ -317,7 +329,7 @@ def materialize(
                 for k, r in alone
                 if not r.success
             ]
-        ok &= run("census_job", run_tags(model, []), partition_key=model).success
+        ok &= model_run("census_job")
     run_ids = [r.run_id for r in results]
     untracked, tracking_error = tracking_failures(instance, run_ids)
     return MaterializeSummary(
@@ -326,6 +338,7 @@ def materialize(
         run_ids=run_ids,
         success=ok and not failed,
         failed=failed,
+        failed_jobs=failed_jobs,
         untracked=untracked,
         tracking_error=tracking_error,
     )
@@ -405,6 +418,11 @@ def materialize_on_workers(
         partition_keys=[multi_key(m, p) for m, p in registered.partitions],
         run_ids=run_ids,
         success=all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs),
+        failed_jobs=[
+            (r.job_name, failure_of(instance, r.run_id))
+            for r in runs
+            if r.status != dg.DagsterRunStatus.SUCCESS
+        ],
         untracked=untracked,
         tracking_error=tracking_error,
     )
