@@ -24,9 +24,9 @@ Give a scratch folder before the corpus folder to keep new inputs out of the com
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import atheris
@@ -79,9 +79,31 @@ def _layouts() -> list[tuple[Path, str]]:
 _LAYOUTS: list[tuple[Path, str]] = []  # (folder, weights file), picked by the first byte
 
 
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "graph"
+_RECORDS: dict[str, bytes] = {}  # the records of a real graph file but its data.pkl
+
+
+def _wrap_pickle(data: bytes, path: Path) -> None:
+    """A torch zip archive with ``data`` as its ``data.pkl`` next to a real graph's storages:
+    mutations of a whole archive mostly break its CRCs and never reach the unpickler."""
+    if not _RECORDS:
+        with zipfile.ZipFile(FIXTURES / "ct_graph.pt") as archive:
+            for name in archive.namelist():
+                if not name.endswith("/data.pkl"):
+                    _RECORDS[name] = archive.read(name)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("ct_graph/data.pkl", data)
+        for name, record in _RECORDS.items():
+            archive.writestr(name, record)
+
+
 def fuzz_pt(data: bytes) -> None:
+    """A whole ``.pt`` when the bytes start as a zip does, else the ``data.pkl`` of one."""
     path = SCRATCH / "graph.pt"
-    path.write_bytes(data)
+    if data.startswith(b"PK\x03\x04"):
+        path.write_bytes(data)
+    else:
+        _wrap_pickle(data, path)
     try:
         read_pt(path)
     except EXPECTED:
@@ -112,16 +134,20 @@ def make_corpus() -> None:
     from ct_engine.graph.pt_exchange import write_pt
     from ct_engine.tiny import build_random_transcoders
 
-    for target in TARGETS:
-        shutil.rmtree(CORPUS / target, ignore_errors=True)
-        (CORPUS / target).mkdir(parents=True)
+    for target in TARGETS:  # the inputs runs found (found-*) stay
+        (CORPUS / target).mkdir(parents=True, exist_ok=True)
+        for old in (CORPUS / target).iterdir():
+            if not old.name.startswith("found-"):
+                old.unlink()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
 
     def seed(target: str, name: str, data: bytes) -> None:
         (CORPUS / target / name).write_bytes(data)
 
     # pt: circuit-tracer's files of the graph tests (current and legacy layouts), the same
     # graph written by write_pt, and damaged copies.
-    fixtures = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "graph"
+    fixtures = FIXTURES
     good = (fixtures / "ct_graph.pt").read_bytes()
     seed("pt", "circuit-tracer.pt", good)
     seed("pt", "circuit-tracer-legacy.pt", (fixtures / "ct_graph_legacy.pt").read_bytes())
@@ -130,7 +156,10 @@ def make_corpus() -> None:
     seed("pt", "truncated.pt", good[: len(good) // 2])
     seed("pt", "no-central-directory.pt", good[: good.rfind(b"PK\x05\x06")])
     seed("pt", "renamed-key.pt", good.replace(b"adjacency_matrix", b"adjacency_matrjx", 1))
-    seed("pt", "not-zip.pt", b"\x80\x02}q\x00.")
+    seed("pt", "not-zip.pt", b"PK\x03\x04\x80\x02}q\x00.")
+    for name in ("ct_graph", "ct_graph_legacy"):  # pickles alone, wrapped by fuzz_pt
+        with zipfile.ZipFile(fixtures / f"{name}.pt") as archive:
+            seed("pt", f"pickle-{name}.pkl", archive.read(f"{name}/data.pkl"))
     seed("pt", "encrypted-record.pt", _zip_flags(good, CENTRAL, 0x1))
     seed("pt", "patched-record.pt", _zip_flags(good, CENTRAL, 0x20))
 
@@ -157,7 +186,7 @@ def make_corpus() -> None:
     }
     seed("transcoder", "gs2.bin", b"\x00" + save(gs2))
     npz_file = SCRATCH / "seed.npz"
-    arrays = {"W_enc": np.random.randn(D, F), "W_dec": np.random.randn(F, D)}
+    arrays = {"W_enc": rng.standard_normal((D, F)), "W_dec": rng.standard_normal((F, D))}
     np.savez(npz_file, **arrays, b_enc=np.zeros(F), b_dec=np.zeros(D), threshold=np.ones(F))
     npz = npz_file.read_bytes()
     seed("transcoder", "gemmascope.bin", b"\x01" + npz)

@@ -32,8 +32,8 @@ def test_the_readers_survive_a_brief_fuzz_run(tmp_path):
             str(SCRIPT.parent / "corpus" / target),
         ]
         argv += [
-            "-runs=400",
-            "-max_total_time=10",
+            "-runs=300",
+            "-max_total_time=8",
             "-seed=1",
             f"-artifact_prefix={tmp_path}/{target}-",
         ]
@@ -46,3 +46,17 @@ def test_the_readers_survive_a_brief_fuzz_run(tmp_path):
         report = "\n".join(line for line in output.splitlines() if "Instrumenting" not in line)
         assert process.returncode == 0, f"fuzz target {target} failed:\n{report[-6000:]}"
         assert "Done" in report, report[-2000:]  # libFuzzer's last line: the runs were made
+
+
+def test_a_memo_slot_past_the_pickle_is_refused_before_unpickling(tmp_path):
+    """Six bytes of pickle asking CPython's unpickler for a memo of 2**30 slots (8 GB)."""
+    import zipfile
+
+    from ct_engine.graph._pt_pickle import UnsafePickleError
+    from ct_engine.graph.pt_exchange import read_pt
+
+    path = tmp_path / "memo.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("g/data.pkl", b"\x80\x02N" + b"r" + (1 << 30).to_bytes(4, "little") + b".")
+    with pytest.raises(UnsafePickleError, match=r"memo\.pt: memo slot 1073741824 is past the"):
+        read_pt(path)
