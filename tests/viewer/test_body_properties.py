@@ -101,7 +101,7 @@ def test_any_annotation_body_is_stored_or_refused_with_json(client, graph):
     graph_id, features, others = graph
     seen = Counter()
 
-    @settings(max_examples=60, **SETTINGS)
+    @settings(max_examples=40, **SETTINGS)
     @given(st.one_of(annotation_bodies(features, others), json_values, raw_bodies))
     def post(body):
         response = _post(client, f"/api/graphs/{graph_id}/annotations", body)
