@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("atheris")
-
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "fuzz" / "fuzz_readers.py"
 TARGETS = ("pt", "transcoder")
