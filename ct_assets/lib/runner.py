@@ -372,7 +372,8 @@ def materialize_on_workers(
     webserver at ``dagster_url`` (as the UI's launch button does), queued by the instance's run
     coordinator and started by the daemon; their steps run on the Celery workers. Graph runs
     cover at most ``partitions_per_run`` prompts each, so that the workers share the graphs;
-    they all wait in the queue together. Returns when every run has finished; ``progress``
+    they all wait in the queue together; a failed one is run again one partition per run (as
+    :func:`materialize` does). Returns when every run has finished; ``progress``
     (a callable taking one line) hears of each run's end."""
     from urllib.parse import urlsplit
 
@@ -406,22 +407,44 @@ def materialize_on_workers(
         tags = {RANGE_START: multi_key(model, first), RANGE_END: multi_key(model, last)}
         return submit("graph_job", tags | run_tags(model, [registered.prompts[k] for k in keys]))
 
+    def succeeded(run_id: str) -> bool:
+        return instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+
+    model_runs = []
     if with_model_assets:
-        wait([submit("model_job", {"dagster/partition": model} | run_tags(model, []))])
+        model_runs.append(submit("model_job", {"dagster/partition": model} | run_tags(model, [])))
+        wait(model_runs)
     ranges = chunks(contiguous_ranges(list(registered.prompts), order), order, partitions_per_run)
-    wait([graph_run(a, b) for a, b in ranges])
-    wait([submit("census_job", {"dagster/partition": model} | run_tags(model, []))])
-    runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+    range_runs = [(graph_run(a, b), a, b) for a, b in ranges]
+    wait([run_id for run_id, _, _ in range_runs])
+    # As in materialize(): a failed range is run again one partition per run, so that one bad
+    # prompt fails only its own graph.
+    last_try: dict[str, str] = {}  # prompt key -> the run that materialized it last
+    for run_id, first, last in range_runs:
+        keys = order[order.index(first) : order.index(last) + 1]
+        if succeeded(run_id) or len(keys) == 1:
+            last_try |= dict.fromkeys(keys, run_id)
+        else:
+            last_try |= {k: graph_run(k, k) for k in keys}
+    wait([r for r in set(last_try.values()) if r not in {i for i, _, _ in range_runs}])
+    model_runs.append(submit("census_job", {"dagster/partition": model} | run_tags(model, [])))
+    wait(model_runs[-1:])
+    failed = [
+        (registered.prompts[k], failure_of(instance, r))
+        for k, r in last_try.items()
+        if not succeeded(r)
+    ]
     untracked, tracking_error = tracking_failures(instance, run_ids)
     return MaterializeSummary(
         model=model,
         partition_keys=[multi_key(m, p) for m, p in registered.partitions],
         run_ids=run_ids,
-        success=all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs),
+        success=not failed and all(succeeded(r) for r in model_runs),
+        failed=failed,
         failed_jobs=[
-            (r.job_name, failure_of(instance, r.run_id))
-            for r in runs
-            if r.status != dg.DagsterRunStatus.SUCCESS
+            (instance.get_run_by_id(r).job_name, failure_of(instance, r))
+            for r in model_runs
+            if not succeeded(r)
         ],
         untracked=untracked,
         tracking_error=tracking_error,

@@ -278,3 +278,41 @@ def _assert_one_mlflow_run_per_graph(services, prompt_keys, again, secrets) -> N
             assert "replacement_score" in r.data.metrics and "node_threshold" in r.data.params
     assert set(by_key.values()) == {1}  # no Dagster step made a second run, retried or not
     assert per_graph == {k: 1 + again.get(k, 0) for k in prompt_keys}
+
+
+def test_team_profile_fails_only_the_bad_prompts_graph(team_services):
+    """A prompt longer than the toy world's context fails its own graph: its range run is run
+    again one partition per run on the workers, and the good prompt of the range completes.
+    (After the test above: its lake and MLflow checks count only their own prompts.)"""
+    services = team_services
+    env = {**os.environ, **services.env(), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    good = twenty_prompts()[0]
+    bad = " ".join(["the"] * 200)  # 201 tokens, the toy world's context is 128
+    done = _ct(
+        ["materialize", "--prompt", bad, "--prompt", good, "--partitions-per-run", "2"],
+        env,
+        timeout=900,
+    )
+    shown = done.stdout + done.stderr
+    assert done.returncode == 1, shown
+    assert "Traceback" not in shown
+    assert re.search(
+        r"failed: 'the the the .*': attribution_graph: ValueError: the prompt has", shown
+    )
+    assert re.search(r"FAILED: 1 of \d+ graphs of toy-world \(the others done\)", shown), shown
+    import dagster as dg
+
+    from ct_assets.lib.context import multi_key
+
+    instance = _instance(services)
+    for asset in GRAPH_ASSETS:
+        [latest] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(asset),
+                asset_partitions=[str(multi_key(MODEL, prompt_key(good)))],
+            ),
+            limit=1,
+        ).records
+        # the good prompt's graph came from its own run, the retry of the failed range
+        retry = instance.get_run_by_id(latest.run_id)
+        assert retry.is_success and retry.tags["ct/prompts"] == "1", asset
