@@ -19,7 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ct_engine.toyworld.default_model import DEFAULT_MODEL_DIR
-from ct_engine.training.train_transcoders import TrainingResult, train_transcoders
+from ct_engine.training.train_transcoders import (
+    TrainingResult,
+    print_results,
+    train_transcoders,
+)
 from ct_engine.training.trainer import TrainConfig
 
 ARTIFACTS = DEFAULT_MODEL_DIR.parent
@@ -63,12 +67,7 @@ def main(argv: Sequence[str] | None = None) -> list[TrainingResult]:
     args = parser.parse_args(argv)
     kinds = ("plt", "clt") if args.kind == "both" else (args.kind,)
     results = retrain(args.out, kinds)
-    for result in results:
-        print(
-            f"\n{result.kind}: {result.out_dir}  (collect {result.collect_seconds:.1f} s, "
-            f"train {result.train_seconds:.1f} s, eval {result.eval_seconds:.1f} s)"
-        )
-        print(result.metrics.table())
+    print_results(results)
     return results
 
 

@@ -302,13 +302,18 @@ def main(argv: list[str] | None = None) -> list[TrainingResult]:
         max_seq_len=args.max_seq_len,
         model_name=args.model_name,
     )
+    print_results(results)
+    return results
+
+
+def print_results(results) -> None:
+    """Each trained set's folder, phase times and per-layer metrics table."""
     for result in results:
         print(
             f"\n{result.kind}: {result.out_dir}  (collect {result.collect_seconds:.1f} s, "
             f"train {result.train_seconds:.1f} s, eval {result.eval_seconds:.1f} s)"
         )
         print(result.metrics.table())
-    return results
 
 
 if __name__ == "__main__":
