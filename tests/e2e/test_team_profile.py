@@ -3,7 +3,7 @@
 PostgreSQL (Dagster's instance, MLflow's store), Redis (the Celery broker), moto (the lake and
 MLflow's artifacts), the MLflow tracking server, the Dagster daemon and webserver and two
 Celery workers come up through ``scripts/services.sh`` (the ``team_services`` fixture). Then
-``CT_PROFILE=team ct materialize`` runs 20 toy-world prompts while one worker is killed
+``CT_PROFILE=team ct materialize`` runs 12 toy-world prompts while one worker is killed
 (SIGKILL, its whole process group) in the middle of a step, and two more ``ct materialize``
 commands materialize overlapping partitions at the same time. Afterwards the lake equals, graph
 by graph, a local-profile run of the same prompts; MLflow holds one finished run per asset of
@@ -55,11 +55,16 @@ VOLATILE = {"timings_s", "total_s", "peak_memory_mb", "dagster_run_id", "created
 CT = str(Path(sys.executable).with_name("ct"))
 
 
-def twenty_prompts() -> list[str]:
+# Enough graph steps for a worker to be killed mid-run and for the runs to share the workers
+# (3 graph runs of 4 prompts, 5 steps each); each prompt costs the suite about 20 s.
+N_PROMPTS = 12
+
+
+def sampled_prompts() -> list[str]:
     from ct_engine.toyworld.default_model import load_world
     from ct_engine.toyworld.ground_truth import sample_prompt_texts
 
-    return sample_prompt_texts(load_world(), 20)
+    return sample_prompt_texts(load_world(), N_PROMPTS)
 
 
 def _ct(args, env, **kwargs) -> subprocess.CompletedProcess:
@@ -133,12 +138,12 @@ def test_team_profile_survives_a_killed_worker_and_equals_the_local_run(
     services = team_services
     env = {**os.environ, **services.env(), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     secrets = [services.env()["CT_PG_PASSWORD"], services.env()["AWS_SECRET_ACCESS_KEY"]]
-    prompts = twenty_prompts()
-    assert len(prompts) == 20
+    prompts = sampled_prompts()
+    assert len(prompts) == N_PROMPTS
     prompts_file = tmp_path / "prompts.txt"
     prompts_file.write_text("\n".join(prompts) + "\n")
 
-    # 20 prompts in runs of 4 (5 graph runs in the queue), one worker killed mid-step.
+    # 12 prompts in runs of 4 (3 graph runs in the queue), one worker killed mid-step.
     team = subprocess.Popen(
         [CT, "materialize", "--prompts-file", str(prompts_file), "--partitions-per-run", "4"],
         env=env,
@@ -197,7 +202,7 @@ def test_team_profile_survives_a_killed_worker_and_equals_the_local_run(
     loads = [
         dict(t)["load_model"] for t in team_lake.scan("graphs").column("timings_s").to_pylist()
     ]
-    assert len(loads) == 20 and sum(s > 0.05 for s in loads) <= 2, loads
+    assert len(loads) == N_PROMPTS and sum(s > 0.05 for s in loads) <= 2, loads
 
     _assert_killed_step_was_retried(services)
     again = {}
@@ -280,16 +285,18 @@ def _assert_one_mlflow_run_per_graph(services, prompt_keys, again, secrets) -> N
     assert per_graph == {k: 1 + again.get(k, 0) for k in prompt_keys}
 
 
-def test_team_profile_fails_only_the_bad_prompts_graph(team_services):
+def test_team_profile_fails_only_the_bad_prompts_graph(team_services, tmp_path, monkeypatch):
     """A prompt longer than the toy world's context fails its own graph: its range run is run
     again one partition per run on the workers, and the good prompt of the range completes.
     (After the test above: its lake and MLflow checks count only their own prompts.)"""
     services = team_services
     env = {**os.environ, **services.env(), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    good = twenty_prompts()[0]
+    good = sampled_prompts()[0]
     bad = " ".join(["the"] * 200)  # 201 tokens, the toy world's context is 128
+    prompts_file = tmp_path / "prompts.txt"  # these two only, not the config's prompt sets
+    prompts_file.write_text(f"{bad}\n{good}\n")
     done = _ct(
-        ["materialize", "--prompt", bad, "--prompt", good, "--partitions-per-run", "2"],
+        ["materialize", "--prompts-file", str(prompts_file), "--partitions-per-run", "2"],
         env,
         timeout=900,
     )
@@ -299,11 +306,13 @@ def test_team_profile_fails_only_the_bad_prompts_graph(team_services):
     assert re.search(
         r"failed: 'the the the .*': attribution_graph: ValueError: the prompt has", shown
     )
-    assert re.search(r"FAILED: 1 of \d+ graphs of toy-world \(the others done\)", shown), shown
+    assert re.search(r"FAILED: 1 of 2 graphs of toy-world \(the others done\)", shown), shown
     import dagster as dg
 
     from ct_assets.lib.context import multi_key
 
+    for name, value in services.env().items():  # the instance's config reads them
+        monkeypatch.setenv(name, value)
     instance = _instance(services)
     for asset in GRAPH_ASSETS:
         [latest] = instance.fetch_materializations(
