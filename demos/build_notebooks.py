@@ -71,6 +71,12 @@ def cells_of(name: str) -> list[tuple[str, str]]:
 
 def build(name: str) -> nbformat.NotebookNode:
     """The notebook ``name`` from its cells, without outputs."""
+    return notebook_of(cells_of(name), name)
+
+
+def notebook_of(cells: list[tuple[str, str]], name: str = "notebook") -> nbformat.NotebookNode:
+    """A Python 3 notebook of ``(kind, source)`` cells (kind ``md`` or ``code``), without
+    outputs, its cells numbered ``cell-00``, ``cell-01``... so rebuilding changes no id."""
     nb = new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -78,7 +84,7 @@ def build(name: str) -> nbformat.NotebookNode:
         "language": "python",
     }
     nb.metadata["language_info"] = {"name": "python"}
-    for kind, source in cells_of(name):
+    for kind, source in cells:
         if kind not in ("md", "code"):
             raise ValueError(f"{name}: a cell of kind {kind!r} (md or code)")
         nb.cells.append(new_markdown_cell(source) if kind == "md" else new_code_cell(source))
