@@ -6,6 +6,7 @@ errors fails the test with the fuzzer's report."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "fuzz" / "fuzz_readers.py"
 TARGETS = ("pt", "transcoder")
+
+
+def _rss_limit_mb(allowance_mb: int = 2048) -> int:
+    """libFuzzer's memory limit for a child of this process: ``allowance_mb`` above the peak
+    RSS the child inherits. Linux carries a process's peak RSS across ``execve``, so a fuzzer
+    started from a long pytest session reports that session's peak before its first input and
+    libFuzzer's default 2 GB limit would fire on no input at all."""
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return inherited_mb + allowance_mb
 
 
 def test_the_readers_survive_a_brief_fuzz_run(tmp_path):
@@ -33,6 +43,8 @@ def test_the_readers_survive_a_brief_fuzz_run(tmp_path):
             "-runs=300",
             "-max_total_time=8",
             "-seed=1",
+            f"-rss_limit_mb={_rss_limit_mb()}",
+            "-malloc_limit_mb=2048",
             f"-artifact_prefix={tmp_path}/{target}-",
         ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
