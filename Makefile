@@ -35,10 +35,11 @@ lint: setup
 	$(BIN)/ruff check .
 
 # The viewer's browser tests must run, not skip: Debian's chromium is installed when missing.
+# Two workers: much of the suite waits on subprocesses and servers (tests/conftest.py).
 test: lint
 	bash scripts/ensure_browser.sh
 	bash scripts/ensure_redis.sh
-	CT_REQUIRE_BROWSER=1 $(BIN)/pytest
+	CT_REQUIRE_BROWSER=1 $(BIN)/pytest -n 2 --dist loadgroup
 
 # The graph viewer on http://127.0.0.1:8041 (graphs of the lake, annotations, steering).
 viewer: setup

@@ -109,3 +109,40 @@ def toy_features_template(tmp_path_factory):
     from tests.viewer.toy_features import build
 
     return build(tmp_path_factory.mktemp("toy-features-template"), lake=True)
+
+
+# --- Two workers (pytest-xdist, ``make test``) ---------------------------------------------------
+# Much of the suite waits on subprocesses and servers, so two workers on two cores finish it in
+# far less time than one. Work is handed out a test file at a time, as ``--dist loadfile`` does
+# (a module's fixtures are built once), except that the tests marked ``xdist_group("<name>")``
+# form one unit whatever their files: the team profile's tests share one set of session
+# services, which two workers would start twice. The groups go first: they are the longest
+# units, and one started last would leave the other worker idle at the end.
+
+
+def _grouped_run(config) -> bool:
+    """In ``--dist loadgroup`` runs: true in the controller and in the workers."""
+    option = config.option
+    return getattr(option, "dist", "no") == "loadgroup" or bool(getattr(option, "loadgroup", False))
+
+
+def pytest_collection_modifyitems(config, items):
+    if _grouped_run(config):  # every worker sorts alike: their collections must agree
+        items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            # xdist appends "@<group>" to the ids of marked tests (after any "[params]")
+            if nodeid.rfind("@") > nodeid.rfind("]"):
+                return "@" + nodeid.rsplit("@", 1)[1]
+            return nodeid.split("::", 1)[0]
+
+    config.option.loadscopereorder = False  # the collection's order, groups first
+    return FileOrGroupScheduling(config, log)

@@ -336,6 +336,7 @@ def test_unknown_service_is_one_line():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("team_services")  # the session's one set (tests/conftest.py)
 def test_every_service_and_worker_runs_and_answers(team_services):
     status = team_services.run("status")
     assert status.returncode == 0, status.stderr

@@ -3,7 +3,7 @@
 PostgreSQL (Dagster's instance, MLflow's store), Redis (the Celery broker), moto (the lake and
 MLflow's artifacts), the MLflow tracking server, the Dagster daemon and webserver and two
 Celery workers come up through ``scripts/services.sh`` (the ``team_services`` fixture). Then
-``CT_PROFILE=team ct materialize`` runs 12 toy-world prompts while one worker is killed
+``CT_PROFILE=team ct materialize`` runs 8 toy-world prompts while one worker is killed
 (SIGKILL, its whole process group) in the middle of a step, and two more ``ct materialize``
 commands materialize overlapping partitions at the same time. Afterwards the lake equals, graph
 by graph, a local-profile run of the same prompts; MLflow holds one finished run per asset of
@@ -28,7 +28,9 @@ import pytest
 
 from ct_lake.keys import prompt_key
 
-pytestmark = pytest.mark.slow
+# One set of team services for the session: under two workers, every test that uses them runs
+# on the same one (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_services")]
 
 MODEL = "toy-world"
 GRAPH_ASSETS = (
@@ -56,8 +58,8 @@ CT = str(Path(sys.executable).with_name("ct"))
 
 
 # Enough graph steps for a worker to be killed mid-run and for the runs to share the workers
-# (3 graph runs of 4 prompts, 5 steps each); each prompt costs the suite about 20 s.
-N_PROMPTS = 12
+# (2 graph runs of 4 prompts, 5 steps each); each prompt costs the suite about 20 s.
+N_PROMPTS = 8
 
 
 def sampled_prompts() -> list[str]:
@@ -143,7 +145,7 @@ def test_team_profile_survives_a_killed_worker_and_equals_the_local_run(
     prompts_file = tmp_path / "prompts.txt"
     prompts_file.write_text("\n".join(prompts) + "\n")
 
-    # 12 prompts in runs of 4 (3 graph runs in the queue), one worker killed mid-step.
+    # 8 prompts in runs of 4 (2 graph runs in the queue), one worker killed mid-step.
     team = subprocess.Popen(
         [CT, "materialize", "--prompts-file", str(prompts_file), "--partitions-per-run", "4"],
         env=env,

@@ -76,8 +76,7 @@ def measured():
         run_all,
     )
 
-    torch.set_num_threads(2)
-    model = load_model()
+    model = load_model()  # one torch thread, as every test (tests/conftest.py)
     world = load_world()
     features = CountryFeatures.build(model, world)
     eligible = correct_prompts(model, world)

@@ -20,7 +20,7 @@ SHORT = dict(
     world_sizes=SIZES,
     corpus=CorpusConfig(n_docs=300),
     model_spec=ModelSpec(n_layers=2, d_model=32, n_heads=2, n_kv_heads=2, d_mlp=64),
-    train=TrainConfig(steps=30, batch_size=16, warmup_steps=5, lr=1e-2, threads=2),
+    train=TrainConfig(steps=30, batch_size=16, warmup_steps=5, lr=1e-2, threads=1),
     progress=False,
 )
 
