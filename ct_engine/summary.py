@@ -6,13 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ct_engine.graph import (
-    Graph,
-    compute_graph_scores,
-    compute_node_influence,
-    prune_graph,
-    target_weights,
-)
+from ct_engine.graph import Graph, compute_graph_scores, graph_node_influence, prune_graph
 
 
 @dataclass(frozen=True)
@@ -28,7 +22,8 @@ class TopFeature:
 
 def top_features(graph: Graph, n: int = 10) -> list[TopFeature]:
     """The ``n`` selected features with the largest node influence."""
-    influence = compute_node_influence(graph.adjacency_matrix, target_weights(graph))
+    # in the adjacency's dtype, as the ranking has always been made (ties break alike)
+    influence = graph_node_influence(graph)[0].to(graph.adjacency_matrix.dtype)
     scores = influence[: graph.n_features].double().cpu()
     order = torch.argsort(scores, descending=True, stable=True)[:n]
     result = []

@@ -105,11 +105,11 @@ def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
 
 
 def node_influence(graph: Graph) -> Tensor:
-    """``(N,)`` float64 influence of every node on the weighted targets."""
-    from ct_engine.graph import compute_node_influence, target_weights
+    """``(N,)`` float64 influence of every node on the weighted targets (computed once per
+    graph: pruning and the scores reuse it)."""
+    from ct_engine.graph.pruning import graph_node_influence
 
-    weights = target_weights(graph)
-    return compute_node_influence(graph.adjacency_matrix.double(), weights).cpu()
+    return graph_node_influence(graph)[0].cpu()
 
 
 def nodes_table(graph: Graph, tokenizer, influence: Tensor) -> pa.Table:

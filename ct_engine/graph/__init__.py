@@ -23,6 +23,7 @@ from ct_engine.graph.pruning import (
     EdgeMask,
     PruneResult,
     find_threshold,
+    graph_node_influence,
     prune_graph,
     target_weights,
 )
@@ -46,5 +47,6 @@ __all__ = [
     "find_threshold",
     "normalize_matrix",
     "prune_graph",
+    "graph_node_influence",
     "target_weights",
 ]

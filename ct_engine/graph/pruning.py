@@ -33,6 +33,7 @@ JSON export would then also emit a zero-weight edge for every pair of kept nodes
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -155,7 +156,7 @@ def prune_graph(
     blocks = RowBlocks(graph.adjacency_matrix)
     weights = target_weights(graph).to(device)
 
-    influence, _ = node_influence(blocks, weights)
+    influence, _ = graph_node_influence(graph)
     node_mask = influence >= find_threshold(influence, node_threshold)
     node_mask[always_kept:] = True
 
@@ -176,6 +177,39 @@ def prune_graph(
 
     cumulative = _cumulative_shares(influence).to(graph.adjacency_matrix.dtype)
     return PruneResult(node_mask, edge_mask, cumulative)
+
+
+# graph -> (what it was computed from, influence, abs row sums); held weakly (Graph compares by
+# identity), so a graph let go is forgotten here too.
+_INFLUENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+INFLUENCE_COUNTS = {"computed": 0, "reused": 0}  # for tests and benchmarks
+
+
+def graph_node_influence(graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+    """Node influence of ``graph`` on its weighted targets, computed once per graph object.
+
+    Pruning, the full graph's scores and the lake's node table all need it, and each
+    computation is two passes over the adjacency. The result is kept with the graph while its
+    adjacency and target probabilities are the same tensors, unchanged in place.
+
+    Returns:
+        ``(influence (N,), abs_row_sums (N,))``, float64 on the adjacency's device (see
+        :func:`ct_engine.graph.influence.node_influence`). Do not change them in place.
+    """
+    A, probabilities = graph.adjacency_matrix, graph.logit_probabilities
+    versions = (A._version, probabilities._version)
+    found = _INFLUENCE.get(graph)
+    if found is not None:
+        (a_ref, p_ref, seen), influence, sums = found
+        if a_ref() is A and p_ref() is probabilities and seen == versions:
+            INFLUENCE_COUNTS["reused"] += 1
+            return influence, sums
+    weights = target_weights(graph).to(A.device)
+    influence, sums = node_influence(RowBlocks(A), weights)
+    # weak references: a replaced adjacency is not kept alive by this memo
+    _INFLUENCE[graph] = ((weakref.ref(A), weakref.ref(probabilities), versions), influence, sums)
+    INFLUENCE_COUNTS["computed"] += 1
+    return influence, sums
 
 
 def target_weights(graph: Graph) -> torch.Tensor:

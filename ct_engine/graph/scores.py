@@ -7,7 +7,7 @@ import torch
 from ct_engine.graph._edges import RowBlocks
 from ct_engine.graph.graph import Graph
 from ct_engine.graph.influence import NORM_EPS, influence_from_blocks
-from ct_engine.graph.pruning import target_weights
+from ct_engine.graph.pruning import graph_node_influence, target_weights
 
 
 def compute_graph_scores(graph: Graph) -> tuple[float, float]:
@@ -29,7 +29,8 @@ def compute_graph_scores(graph: Graph) -> tuple[float, float]:
         ``(replacement_score, completeness_score)``, each in ``[0, 1]``; the replacement
         score is NaN when no mass reaches any token or error node (``0/0``, as circuit-tracer).
     """
-    return _scores(graph, RowBlocks(graph.adjacency_matrix))
+    influence, sums = graph_node_influence(graph)  # shared with pruning and the lake
+    return _scores(graph, RowBlocks(graph.adjacency_matrix), known=(influence, sums))
 
 
 def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[float, float]:
@@ -65,7 +66,13 @@ def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[
     return _scores(graph, RowBlocks(A, block_map=fold))
 
 
-def _scores(graph: Graph, blocks: RowBlocks) -> tuple[float, float]:
+def _scores(
+    graph: Graph,
+    blocks: RowBlocks,
+    known: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[float, float]:
+    """Scores of the matrix ``blocks`` reads; ``known``: its ``(influence, abs_row_sums)``
+    if already computed (then one pass instead of two)."""
     weights = target_weights(graph).to(blocks.device)
     errors, tokens = graph.error_slice, graph.token_slice
     # One pass for the row sums and each row's input from error nodes, one for influence.
@@ -73,10 +80,15 @@ def _scores(graph: Graph, blocks: RowBlocks) -> tuple[float, float]:
     from_errors = torch.zeros_like(sums)
     for start, stop, block in blocks:
         block.abs_()
-        sums[start:stop] = block.sum(1)
+        if known is None:
+            sums[start:stop] = block.sum(1)
         from_errors[start:stop] = block[:, errors].sum(1)
-    scale = sums.clamp(min=NORM_EPS).reciprocal()
-    influence = influence_from_blocks(blocks, weights, row_scale=scale, row_sums=sums)
+    if known is None:
+        scale = sums.clamp(min=NORM_EPS).reciprocal()
+        influence = influence_from_blocks(blocks, weights, row_scale=scale, row_sums=sums)
+    else:
+        influence, sums = known
+        scale = sums.clamp(min=NORM_EPS).reciprocal()
 
     token_mass = influence[tokens].sum()
     error_mass = influence[errors].sum()

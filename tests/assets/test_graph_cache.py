@@ -86,12 +86,14 @@ def test_pruned_graph_picture_is_a_small_png(tiny_graph, tmp_path):
 @pytest.mark.slow  # a Dagster materialization of two prompts: ~40 s on busy cores
 def test_a_run_reads_and_prunes_each_graph_once(lakehouse, monkeypatch):
     """Over a range run of two prompts, no asset reads a graph file again (attribution keeps
-    the graph it saved) and each graph is pruned once for ``pruned_graph`` and
-    ``graph_files``; the stored viewer JSON is that of a fresh prune of the stored graph."""
+    the graph it saved), each graph is pruned once for ``pruned_graph`` and ``graph_files``
+    and its node influence computed once for the node table, pruning and the scores; the
+    stored viewer JSON is that of a fresh prune of the stored graph."""
     from ct_assets.lib import graph_cache
     from ct_assets.lib.runner import materialize
     from ct_engine.graph import Graph
     from ct_engine.graph.files import graph_document
+    from ct_engine.graph.pruning import INFLUENCE_COUNTS
     from ct_lake.lake import Lake
     from ct_lake.paths import GRAPH_FILE, GRAPH_FILES, GRAPHS, graph_slug
 
@@ -99,12 +101,14 @@ def test_a_run_reads_and_prunes_each_graph_once(lakehouse, monkeypatch):
     loads = []
     load = Graph.load
     monkeypatch.setattr(Graph, "load", staticmethod(lambda path: loads.append(path) or load(path)))
-    before = dict(graph_cache.COUNTS)
+    before, influence_before = dict(graph_cache.COUNTS), dict(INFLUENCE_COUNTS)
     summary = materialize(config, "tiny", PROMPTS, instance, with_model_assets=False)
     assert summary.success
     assert loads == []
     assert graph_cache.COUNTS["pruned"] - before["pruned"] == len(PROMPTS)
     assert graph_cache.COUNTS["reused"] - before["reused"] == len(PROMPTS)
+    assert INFLUENCE_COUNTS["computed"] - influence_before["computed"] == len(PROMPTS)
+    assert INFLUENCE_COUNTS["reused"] - influence_before["reused"] == 2 * len(PROMPTS)
 
     monkeypatch.undo()
     lake = Lake(config.lake)
