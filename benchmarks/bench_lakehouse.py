@@ -56,8 +56,9 @@ SETTINGS = {
     "edge_threshold": 0.98,
 }
 
-# attribution_graph and graph_scores each compute it; the direct loop computes it once.
-INFLUENCE = "node influence (2 per graph; 1 of them is science)"
+# Once per graph on both sides: the node table's computation is kept with the graph and
+# pruning and the full graph's scores reuse it (ct_engine.graph.graph_node_influence).
+INFLUENCE = "node influence (once per graph, shared with pruning and scores)"
 TIMES: dict[str, float] = collections.defaultdict(float)
 CPU: dict[str, float] = collections.defaultdict(float)
 COUNTS: dict[str, int] = collections.defaultdict(int)
@@ -182,10 +183,9 @@ def run_direct(model_dir: Path, transcoders: Path, prompts: list[str], out: Path
     from ct_engine import ReplacementModel, attribute
     from ct_engine.graph import (
         compute_graph_scores,
-        compute_node_influence,
         compute_pruned_graph_scores,
+        graph_node_influence,
         prune_graph,
-        target_weights,
     )
     from ct_engine.graph.files import create_graph_files
 
@@ -205,7 +205,7 @@ def run_direct(model_dir: Path, transcoders: Path, prompts: list[str], out: Path
             max_feature_nodes=s["max_feature_nodes"],
         )
         t1 = time.perf_counter()
-        influence = compute_node_influence(graph.adjacency_matrix.double(), target_weights(graph))
+        influence = graph_node_influence(graph)[0]  # what the lake's node table stores
         result = prune_graph(graph, s["node_threshold"], s["edge_threshold"])
         t2 = time.perf_counter()
         compute_graph_scores(graph)
@@ -274,7 +274,7 @@ def instrument() -> None:
         setattr(records, name, _timed("lake rows from graph", getattr(records, name)))
     records.node_influence = _timed(INFLUENCE, records.node_influence)
     Graph.save = _timed("graph .safetensors save", Graph.save)
-    Graph.load = staticmethod(_timed("graph .safetensors load (x4)", Graph.load))
+    Graph.load = staticmethod(_timed("graph .safetensors load", Graph.load))
     graphs_module.plot_pruned_graph = _timed("pruned-graph plot", graphs_module.plot_pruned_graph)
     tracking._log = _timed("MLflow logging", tracking._log)
     tok = transformers.AutoTokenizer.from_pretrained.__func__
