@@ -235,6 +235,11 @@ class DagsterDev:
                 except ProcessLookupError:
                     pass
             self.proc.wait(timeout=STOP_TIMEOUT_S)
+            # SIGKILL is delivered asynchronously: on busy cores a killed process can still be
+            # running for a moment after kill() returns
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while alive(self.seen) and time.monotonic() < deadline:
+                time.sleep(0.1)
 
 
 def wait_for_run(client, instance, dev: DagsterDev, run_id: str) -> dg.DagsterRunStatus:
