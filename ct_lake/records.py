@@ -107,7 +107,7 @@ def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
 def node_influence(graph: Graph) -> Tensor:
     """``(N,)`` float64 influence of every node on the weighted targets (computed once per
     graph: pruning and the scores reuse it)."""
-    from ct_engine.graph.pruning import graph_node_influence
+    from ct_engine.graph import graph_node_influence
 
     return graph_node_influence(graph)[0].cpu()
 

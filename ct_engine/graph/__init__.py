@@ -45,8 +45,8 @@ __all__ = [
     "compute_node_influence",
     "compute_partial_influences",
     "find_threshold",
+    "graph_node_influence",
     "normalize_matrix",
     "prune_graph",
-    "graph_node_influence",
     "target_weights",
 ]

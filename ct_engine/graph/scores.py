@@ -29,8 +29,8 @@ def compute_graph_scores(graph: Graph) -> tuple[float, float]:
         ``(replacement_score, completeness_score)``, each in ``[0, 1]``; the replacement
         score is NaN when no mass reaches any token or error node (``0/0``, as circuit-tracer).
     """
-    influence, sums = graph_node_influence(graph)  # shared with pruning and the lake
-    return _scores(graph, RowBlocks(graph.adjacency_matrix), known=(influence, sums))
+    influence, _ = graph_node_influence(graph)  # shared with pruning and the lake
+    return _scores(graph, RowBlocks(graph.adjacency_matrix), influence)
 
 
 def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[float, float]:
@@ -67,12 +67,10 @@ def compute_pruned_graph_scores(graph: Graph, node_mask: torch.Tensor) -> tuple[
 
 
 def _scores(
-    graph: Graph,
-    blocks: RowBlocks,
-    known: tuple[torch.Tensor, torch.Tensor] | None = None,
+    graph: Graph, blocks: RowBlocks, influence: torch.Tensor | None = None
 ) -> tuple[float, float]:
-    """Scores of the matrix ``blocks`` reads; ``known``: its ``(influence, abs_row_sums)``
-    if already computed (then one pass instead of two)."""
+    """Scores of the matrix ``blocks`` reads; ``influence``: its node influence if already
+    computed (then one pass over the matrix instead of two)."""
     weights = target_weights(graph).to(blocks.device)
     errors, tokens = graph.error_slice, graph.token_slice
     # One pass for the row sums and each row's input from error nodes, one for influence.
@@ -80,15 +78,11 @@ def _scores(
     from_errors = torch.zeros_like(sums)
     for start, stop, block in blocks:
         block.abs_()
-        if known is None:
-            sums[start:stop] = block.sum(1)
+        sums[start:stop] = block.sum(1)
         from_errors[start:stop] = block[:, errors].sum(1)
-    if known is None:
-        scale = sums.clamp(min=NORM_EPS).reciprocal()
+    scale = sums.clamp(min=NORM_EPS).reciprocal()
+    if influence is None:
         influence = influence_from_blocks(blocks, weights, row_scale=scale, row_sums=sums)
-    else:
-        influence, sums = known
-        scale = sums.clamp(min=NORM_EPS).reciprocal()
 
     token_mass = influence[tokens].sum()
     error_mass = influence[errors].sum()
