@@ -105,16 +105,17 @@ def test_every_country_has_last_position_features(measured):
 @needs_artifacts
 def test_pruned_graph_holds_country_features(measured):
     graph = measured["summary"]["graph"]
-    # full run: 0.79 of the graphs keep an own-country feature at the last position
-    assert graph["share_with_own_country_feature"] >= 0.4
-    assert graph["mean_kept_own_country_features"] >= 0.5
+    # full run: 0.99 of the graphs keep an own-country feature at the last position (1.6 on
+    # average); the toy world's flagship goal is at least 0.9
+    assert graph["share_with_own_country_feature"] >= 0.9
+    assert graph["mean_kept_own_country_features"] >= 1.0
 
 
 @needs_artifacts
 def test_ablating_country_features_lowers_the_answer(measured):
     ablation = measured["summary"]["ablation"]
-    # full run: mean drop of p(answer) 0.51, control (as many other active features) 0.12
-    assert ablation["mean_p_drop"] >= 0.12
+    # full run: mean drop of p(answer) 0.78, control (as many other active features) 0.18
+    assert ablation["mean_p_drop"] >= 0.4
     assert ablation["mean_p_drop"] >= 2 * ablation["mean_p_drop_control"]
 
 
@@ -122,9 +123,9 @@ def test_ablating_country_features_lowers_the_answer(measured):
 def test_swapping_country_features_changes_the_answer(measured):
     steering = measured["summary"]["steering"]
     assert steering["n"] >= 10
-    # full run: 0.88 of prompts switch to the other country's capital at 4x, 0.87 at 2x
-    assert steering["success_rate"]["4.0"] >= 0.45
-    assert steering["success_rate"]["2.0"] >= 0.3
+    # full run: 0.97 of prompts switch to the other country's capital at 4x, 0.99 at 2x
+    assert steering["success_rate"]["4.0"] >= 0.75
+    assert steering["success_rate"]["2.0"] >= 0.75
 
 
 @needs_artifacts
@@ -133,7 +134,7 @@ def test_graph_predicts_the_ablation(measured):
     assert prediction["n"] >= 6
     # direct effects are exact in the constrained (linearized) model
     assert prediction["max_abs_error_constrained_vs_direct"] < 1e-3
-    # and track the full model's observed change (full run: correlation 0.88)
+    # and track the full model's observed change (full run: correlation 0.75)
     assert prediction["corr_direct_vs_observed"]["unfrozen"] >= 0.4
     assert prediction["mean_observed"]["unfrozen"] < 0
 
@@ -143,5 +144,7 @@ def test_recorded_results_exist():
     path = ARTIFACTS / "ground_truth.json"
     record = json.loads(path.read_text())
     assert record["n_prompts"] >= 90
+    assert record["transcoders"] == TOY_WORLD_TRANSCODERS
+    assert record["graph"]["share_with_own_country_feature"] >= 0.9
     assert record["ablation"]["mean_p_drop"] > 0
     assert record["prediction"]["max_abs_error_constrained_vs_direct"] < 1e-3
