@@ -213,7 +213,7 @@ TOY = [
     Cli(
         "intervene-relative-value-overflows",
         f"{INT_TOY} '0,1,189=*1e38'",
-        r"'0,1,189=\*1e38': the value 5\.1\d*e\+38 overflows the model's dtype float32",
+        r"'0,1,189=\*1e38': the value 4\.99\d*e\+38 overflows the model's dtype float32",
     ),
 ]
 

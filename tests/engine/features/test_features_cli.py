@@ -8,6 +8,7 @@ import contextlib
 import inspect
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,11 @@ def test_show_prints_the_card(built):
     assert "top logits (promoted):" in lines and card.top_logits[0][0] in printed
     assert "fires most on tokens:" in lines
     assert f"{card.top_tokens[0][0]} ×{card.top_tokens[0][1]:,}" in printed
-    bars = [line for line in lines if "█" in line or "▏" in line]
-    assert len(bars) == len(card.histogram_counts)
+    # one histogram row per bin ("lo – hi  bar  count"); an empty bin has no bar
+    rows = [line for line in lines if re.match(r"^ +\S+ – \S+ ", line)]
+    assert [int(row.split()[-1].replace(",", "")) for row in rows] == card.histogram_counts
+    with_bar = [row for row in rows if "█" in row or "▏" in row]
+    assert len(with_bar) == sum(count > 0 for count in card.histogram_counts)
     assert any(line.startswith("Quantile ") for line in lines)
 
 
