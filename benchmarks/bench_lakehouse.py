@@ -205,7 +205,7 @@ def run_direct(model_dir: Path, transcoders: Path, prompts: list[str], out: Path
             max_feature_nodes=s["max_feature_nodes"],
         )
         t1 = time.perf_counter()
-        influence = graph_node_influence(graph)[0]  # what the lake's node table stores
+        influence = graph_node_influence(graph)  # what the lake's node table stores
         result = prune_graph(graph, s["node_threshold"], s["edge_threshold"])
         t2 = time.perf_counter()
         compute_graph_scores(graph)
