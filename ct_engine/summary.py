@@ -23,7 +23,7 @@ class TopFeature:
 def top_features(graph: Graph, n: int = 10) -> list[TopFeature]:
     """The ``n`` selected features with the largest node influence."""
     # in the adjacency's dtype, as the ranking has always been made (ties break alike)
-    influence = graph_node_influence(graph)[0].to(graph.adjacency_matrix.dtype)
+    influence = graph_node_influence(graph).to(graph.adjacency_matrix.dtype)
     scores = influence[: graph.n_features].double().cpu()
     order = torch.argsort(scores, descending=True, stable=True)[:n]
     result = []

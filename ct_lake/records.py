@@ -109,11 +109,12 @@ def node_influence(graph: Graph) -> Tensor:
     graph: pruning and the scores reuse it)."""
     from ct_engine.graph import graph_node_influence
 
-    return graph_node_influence(graph)[0].cpu()
+    return graph_node_influence(graph).cpu()
 
 
-def nodes_table(graph: Graph, tokenizer, influence: Tensor) -> pa.Table:
-    """One row per node, in adjacency order."""
+def _node_columns(graph: Graph) -> dict[str, object]:
+    """The ``nodes`` columns that say which node each row is: all but ``token`` (text) and
+    ``influence``, in adjacency order."""
     S, L, T, K = graph.n_features, graph.n_layers, graph.n_pos, graph.n_logits
     N = graph.n_nodes
     kind = np.array(["feature"] * S + ["error"] * (L * T) + ["token"] * T + ["logit"] * K)
@@ -127,31 +128,59 @@ def nodes_table(graph: Graph, tokenizer, influence: Tensor) -> pa.Table:
     activation[:S] = graph.activation_values[graph.selected_features].float().cpu().numpy()
     err = np.arange(L * T)
     layer[S : S + L * T], pos[S : S + L * T] = err // T, err % T
-    tokens = graph.input_tokens.cpu().numpy().astype(np.int32)
     pos[S + L * T : S + L * T + T] = np.arange(T)
-    token_id[S + L * T : S + L * T + T] = tokens
+    token_id[S + L * T : S + L * T + T] = graph.input_tokens.cpu().numpy().astype(np.int32)
     vocab = np.array([t.vocab_idx for t in graph.logit_targets], dtype=np.int32)
     layer[N - K :], pos[N - K :], token_id[N - K :] = L, T - 1, vocab
-    words = [tokenizer.decode([int(t)]) for t in tokens]
-    text = [None] * (S + L * T) + words + [t.token_str for t in graph.logit_targets]
     probs = np.full(N, np.nan)
     probs[N - K :] = graph.logit_probabilities.double().cpu().numpy()
     is_feature, is_logit = kind == "feature", kind == "logit"
-    return _arrow(
-        "nodes",
-        {
-            "node": np.arange(N, dtype=np.int32),
-            "kind": kind,
-            "layer": _masked(layer, kind != "token"),
-            "pos": pos,
-            "feature": _masked(feature, is_feature),
-            "token_id": _masked(token_id, (kind == "token") | is_logit),
-            "token": text,
-            "activation": _masked(activation, is_feature),
-            "influence": influence.numpy(),
-            "logit_prob": _masked(probs, is_logit),
-        },
-    )
+    return {
+        "node": np.arange(N, dtype=np.int32),
+        "kind": kind,
+        "layer": _masked(layer, kind != "token"),
+        "pos": pos,
+        "feature": _masked(feature, is_feature),
+        "token_id": _masked(token_id, (kind == "token") | is_logit),
+        "activation": _masked(activation, is_feature),
+        "logit_prob": _masked(probs, is_logit),
+    }
+
+
+def nodes_table(graph: Graph, tokenizer, influence: Tensor) -> pa.Table:
+    """One row per node, in adjacency order; ``influence``: ``(N,)`` float64."""
+    words = [tokenizer.decode([int(t)]) for t in graph.input_tokens]
+    n_inner = graph.n_features + graph.n_layers * graph.n_pos  # features, then error nodes
+    text = [None] * n_inner + words + [t.token_str for t in graph.logit_targets]
+    columns = {**_node_columns(graph), "token": text, "influence": influence.numpy()}
+    return _arrow("nodes", columns)
+
+
+def stored_node_influence(lake, keys: dict[str, str], graph: Graph) -> np.ndarray | None:
+    """``(N,)`` float64: the influence column of the partition's ``nodes`` table, in node
+    order, when that table was written for ``graph``; else None.
+
+    The table was written with the graph file (``attribution_graph``), but a partition
+    rewritten halfway (the file replaced, the tables not yet) would pair a graph with another
+    graph's rows: every column that identifies the nodes must equal the graph's own (feature
+    ids and activations, tokens, logit targets and probabilities), else None (compute it).
+    """
+    try:
+        stored = lake.read_table("nodes", **keys)
+    except FileNotFoundError:
+        return None
+    if stored.num_rows != graph.n_nodes:
+        return None
+    schema = table("nodes").schema
+    for name, values in _node_columns(graph).items():
+        expected = pa.array(values, type=schema.field(name).type)
+        if not stored.column(name).combine_chunks().equals(expected):
+            return None
+    influence = stored.column("influence")
+    if influence.type != pa.float64() or influence.null_count:
+        return None
+    # a writable copy: torch.from_numpy warns on Arrow's read-only buffers
+    return np.array(influence.to_numpy(), dtype=np.float64)
 
 
 def edges_table(rows: Tensor, cols: Tensor, values: Tensor) -> pa.Table:

@@ -13,6 +13,7 @@ import dagster as dg
 
 from ct_assets.lib.resources import LakehouseResource
 from ct_engine.graph.cache import load_graph
+from ct_lake import records
 from ct_lake.config import LakehouseConfig, ModelEntry
 from ct_lake.keys import MODEL_DIMENSION, PROMPT_DIMENSION, partition_key
 from ct_lake.lake import Lake
@@ -70,5 +71,21 @@ def graph_partitions(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
 
 def read_graph(lake: Lake, keys: dict[str, str]):
     """The partition's attribution graph (``ct_engine.graph.Graph``), read from the lake once
-    per process while unchanged."""
-    return load_graph(lake.local_file(GRAPHS, GRAPH_FILE, **keys))
+    per process while unchanged and the graph cache holds it.
+
+    A graph read from its file again (a range run whose graphs exceed the cache's budget reads
+    each one again for every asset) is given the node influence its ``nodes`` table stored,
+    so that pruning and the scores do not compute it once more per asset."""
+    return load_graph(
+        lake.local_file(GRAPHS, GRAPH_FILE, **keys), on_load=lambda g: _seed(lake, keys, g)
+    )
+
+
+def _seed(lake: Lake, keys: dict[str, str], graph) -> None:
+    import torch
+
+    from ct_engine.graph import remember_node_influence
+
+    influence = records.stored_node_influence(lake, keys, graph)
+    if influence is not None:  # else the table is not this graph's: computed when needed
+        remember_node_influence(graph, torch.from_numpy(influence))

@@ -25,6 +25,7 @@ from ct_engine.graph.pruning import (
     find_threshold,
     graph_node_influence,
     prune_graph,
+    remember_node_influence,
     target_weights,
 )
 from ct_engine.graph.scores import compute_graph_scores, compute_pruned_graph_scores
@@ -48,5 +49,6 @@ __all__ = [
     "graph_node_influence",
     "normalize_matrix",
     "prune_graph",
+    "remember_node_influence",
     "target_weights",
 ]

@@ -3,13 +3,16 @@
 The assets downstream of attribution and the viewer read the same graph files again and again;
 a range run executes every asset in one process, each looping over every partition. The cache
 holds graphs up to a memory budget (``CT_GRAPH_CACHE_MB``, default 2048) so that each graph is
-read at most once per run.
+read at most once per run. A graph read again once the budget let it go is a new object:
+``on_load`` lets the caller give it what was stored with it (its node influence, say) before
+anything derives from it.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 _GRAPHS: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
@@ -45,12 +48,19 @@ def remember_graph(path: Path, graph) -> None:
         _GRAPHS.popitem(last=False)
 
 
-def load_graph(path: Path):
-    """``Graph.load(path)``, cached while the file is unchanged (path, size, mtime)."""
+def load_graph(path: Path, on_load: Callable[[object], None] | None = None):
+    """``Graph.load(path)``, cached while the file is unchanged (path, size, mtime).
+
+    ``on_load``: called with the graph when it is read from the file (not when the cache
+    holds it), before it is cached and returned.
+    """
     from ct_engine.graph import Graph
 
     key = _key(path)
     if key not in _GRAPHS:
-        remember_graph(path, Graph.load(path))
+        graph = Graph.load(path)
+        if on_load is not None:
+            on_load(graph)
+        remember_graph(path, graph)
     _GRAPHS.move_to_end(key)
     return _GRAPHS[key][0]

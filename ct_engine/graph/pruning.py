@@ -156,7 +156,7 @@ def prune_graph(
     blocks = RowBlocks(graph.adjacency_matrix)
     weights = target_weights(graph).to(device)
 
-    influence, _ = graph_node_influence(graph)
+    influence = graph_node_influence(graph)
     node_mask = influence >= find_threshold(influence, node_threshold)
     node_mask[always_kept:] = True
 
@@ -179,37 +179,71 @@ def prune_graph(
     return PruneResult(node_mask, edge_mask, cumulative)
 
 
-# graph -> (what it was computed from, influence, abs row sums); held weakly (Graph compares by
-# identity), so a graph let go is forgotten here too.
+# graph -> (what it was computed from, influence); held weakly (Graph compares by identity), so
+# a graph let go is forgotten here too.
 _INFLUENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-INFLUENCE_COUNTS = {"computed": 0, "reused": 0}  # for tests and benchmarks
+# for tests and benchmarks: computed, answered from the memo, and given by remember_node_influence
+INFLUENCE_COUNTS = {"computed": 0, "reused": 0, "remembered": 0}
 
 
-def graph_node_influence(graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+def graph_node_influence(graph: Graph) -> torch.Tensor:
     """Node influence of ``graph`` on its weighted targets, computed once per graph object.
 
     Pruning, the full graph's scores and the lake's node table all need it, and each
     computation is two passes over the adjacency. The result is kept with the graph while its
-    adjacency and target probabilities are the same tensors, unchanged in place.
+    adjacency and target probabilities are the same tensors, unchanged in place; a graph read
+    again from storage can be given the influence stored with it
+    (:func:`remember_node_influence`).
 
     Returns:
-        ``(influence (N,), abs_row_sums (N,))``, float64 on the adjacency's device (see
-        :func:`ct_engine.graph.influence.node_influence`). Do not change them in place.
+        ``(N,)`` float64 on the adjacency's device (see
+        :func:`ct_engine.graph.influence.node_influence`). Do not change it in place.
     """
-    A, probabilities = graph.adjacency_matrix, graph.logit_probabilities
-    versions = (A._version, probabilities._version)
+    A, source = graph.adjacency_matrix, _source(graph)  # taken before the computation
     found = _INFLUENCE.get(graph)
-    if found is not None:
-        (a_ref, p_ref, seen), influence, sums = found
-        if a_ref() is A and p_ref() is probabilities and seen == versions:
-            INFLUENCE_COUNTS["reused"] += 1
-            return influence, sums
+    if found is not None and _same_source(found[0], source):
+        INFLUENCE_COUNTS["reused"] += 1
+        return found[1]
     weights = target_weights(graph).to(A.device)
-    influence, sums = node_influence(RowBlocks(A), weights)
-    # weak references: a replaced adjacency is not kept alive by this memo
-    _INFLUENCE[graph] = ((weakref.ref(A), weakref.ref(probabilities), versions), influence, sums)
+    influence, _ = node_influence(RowBlocks(A), weights)
+    _INFLUENCE[graph] = (source, influence)
     INFLUENCE_COUNTS["computed"] += 1
-    return influence, sums
+    return influence
+
+
+def remember_node_influence(graph: Graph, influence: torch.Tensor) -> None:
+    """Give ``graph`` its node influence, known from an earlier computation, so that
+    :func:`graph_node_influence` (pruning, scores) does not compute it again.
+
+    For a graph read again from storage, with the influence stored when it was written: the
+    caller vouches that it is :func:`graph_node_influence` of a graph with the same adjacency
+    and target probabilities; it is kept as given, so results are bit-identical to computing it.
+
+    Args:
+        graph: the graph.
+        influence: ``(N,)`` float64, in node order (moved to the adjacency's device).
+
+    Raises:
+        ValueError: another shape or dtype (a float32 copy would not give the same masks).
+    """
+    if influence.shape != (graph.n_nodes,) or influence.dtype != torch.float64:
+        raise ValueError(
+            f"node influence of a graph of {graph.n_nodes} nodes must be ({graph.n_nodes},) "
+            f"float64, got {tuple(influence.shape)} {influence.dtype}"
+        )
+    _INFLUENCE[graph] = (_source(graph), influence.to(graph.adjacency_matrix.device))
+    INFLUENCE_COUNTS["remembered"] += 1
+
+
+def _source(graph: Graph) -> tuple:
+    """What a memo entry is made from: the adjacency and target probabilities (held weakly, so
+    a replaced adjacency is not kept alive by the memo) and their in-place versions."""
+    A, probabilities = graph.adjacency_matrix, graph.logit_probabilities
+    return (weakref.ref(A), weakref.ref(probabilities), (A._version, probabilities._version))
+
+
+def _same_source(kept: tuple, now: tuple) -> bool:
+    return kept[0]() is now[0]() and kept[1]() is now[1]() and kept[2] == now[2]
 
 
 def target_weights(graph: Graph) -> torch.Tensor:

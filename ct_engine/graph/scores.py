@@ -29,7 +29,7 @@ def compute_graph_scores(graph: Graph) -> tuple[float, float]:
         ``(replacement_score, completeness_score)``, each in ``[0, 1]``; the replacement
         score is NaN when no mass reaches any token or error node (``0/0``, as circuit-tracer).
     """
-    influence, _ = graph_node_influence(graph)  # shared with pruning and the lake
+    influence = graph_node_influence(graph)  # shared with pruning and the lake
     return _scores(graph, RowBlocks(graph.adjacency_matrix), influence)
 
 

@@ -1,10 +1,13 @@
-"""Each graph is read, pruned and pictured once per run, with the results of a fresh computation."""
+"""Each graph is read, pruned and pictured once per run, with the results of a fresh computation;
+a graph read again (the graph cache's budget let it go) takes its node influence from the lake's
+``nodes`` table instead of computing it again."""
 
 from __future__ import annotations
 
 import gc
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -83,6 +86,86 @@ def test_pruned_graph_picture_is_a_small_png(tiny_graph, tmp_path):
     assert path.stat().st_size < 200_000
 
 
+def _stored_partition(tmp_path, graph, tokenizer):
+    """A lake holding ``graph``'s file and ``nodes`` table, as ``attribution_graph`` writes
+    them; returns ``(lake, keys)``."""
+    from ct_engine.graph import graph_node_influence
+    from ct_lake import records
+    from ct_lake.keys import prompt_key
+    from ct_lake.lake import Lake
+    from ct_lake.paths import GRAPH_FILE, GRAPHS
+
+    lake = Lake(tmp_path / "lake")
+    keys = {"model": "tiny", "prompt": prompt_key(PROMPTS[0])}
+    graph.save(tmp_path / GRAPH_FILE)
+    lake.write_file(GRAPHS, GRAPH_FILE, tmp_path / GRAPH_FILE, **keys)
+    influence = graph_node_influence(graph).cpu()
+    lake.write_table("nodes", records.nodes_table(graph, tokenizer, influence), **keys)
+    return lake, keys
+
+
+def test_the_nodes_table_gives_back_the_influence_bit_for_bit_and_only_for_its_graph(
+    tiny_graph, tmp_path
+):
+    from ct_engine.graph import Graph, graph_node_influence
+    from ct_lake import records
+    from ct_lake.keys import prompt_key
+
+    graph, tokenizer = tiny_graph
+    lake, keys = _stored_partition(tmp_path, graph, tokenizer)
+
+    stored = records.stored_node_influence(lake, keys, graph)
+    assert stored.dtype == np.float64 and stored.flags.writeable
+    assert np.array_equal(stored, graph_node_influence(graph).cpu().numpy())
+    # a graph read back from the file is the same graph
+    again = Graph.load(tmp_path / "graph.safetensors")
+    assert np.array_equal(records.stored_node_influence(lake, keys, again), stored)
+
+    # another graph's rows are not taken: other logit probabilities, other activations, other
+    # features in node order; and no table at all
+    other = _replaced(graph, logit_probabilities=graph.logit_probabilities.flip(0))
+    assert records.stored_node_influence(lake, keys, other) is None
+    other = _replaced(graph, activation_values=graph.activation_values * 2)
+    assert records.stored_node_influence(lake, keys, other) is None
+    other = _replaced(graph, selected_features=graph.selected_features.flip(0))
+    assert records.stored_node_influence(lake, keys, other) is None
+    elsewhere = {"model": "tiny", "prompt": prompt_key(PROMPTS[1])}
+    assert records.stored_node_influence(lake, elsewhere, graph) is None
+
+
+def _replaced(graph, **fields):
+    from dataclasses import replace
+
+    return replace(graph, **fields)
+
+
+def test_a_graph_read_again_takes_its_influence_from_the_nodes_table(
+    tiny_graph, tmp_path, monkeypatch
+):
+    from ct_assets.lib.context import read_graph
+    from ct_engine.graph import cache as graph_file_cache
+    from ct_engine.graph import compute_graph_scores, prune_graph
+    from ct_engine.graph.pruning import INFLUENCE_COUNTS
+
+    graph, tokenizer = tiny_graph
+    lake, keys = _stored_partition(tmp_path, graph, tokenizer)
+    monkeypatch.setattr(graph_file_cache, "_GRAPHS", type(graph_file_cache._GRAPHS)())
+    before = dict(INFLUENCE_COUNTS)
+
+    again = read_graph(lake, keys)
+    assert again is not graph and read_graph(lake, keys) is again  # read once, then cached
+    pruned, scores = prune_graph(again, 0.8, 0.98), compute_graph_scores(again)
+
+    assert INFLUENCE_COUNTS["remembered"] - before["remembered"] == 1
+    assert INFLUENCE_COUNTS["computed"] - before["computed"] == 0
+    fresh = prune_graph(graph, 0.8, 0.98)
+    assert torch.equal(pruned.node_mask, fresh.node_mask)
+    assert torch.equal(pruned.edge_mask.rows, fresh.edge_mask.rows)
+    assert torch.equal(pruned.edge_mask.cols, fresh.edge_mask.cols)
+    assert torch.equal(pruned.cumulative_scores, fresh.cumulative_scores)
+    assert scores == compute_graph_scores(graph)
+
+
 @pytest.mark.slow  # a Dagster materialization of two prompts: ~40 s on busy cores
 def test_a_run_reads_and_prunes_each_graph_once(lakehouse, monkeypatch):
     """Over a range run of two prompts, no asset reads a graph file again (attribution keeps
@@ -126,3 +209,58 @@ def test_a_run_reads_and_prunes_each_graph_once(lakehouse, monkeypatch):
             edge_threshold=config.pruning.edge_threshold,
         )
         assert stored == json.loads(json.dumps(fresh))
+
+
+@pytest.mark.slow  # a Dagster materialization of two prompts: ~40 s on busy cores
+def test_a_run_whose_graphs_exceed_the_cache_computes_influence_once_per_graph(
+    lakehouse, monkeypatch
+):
+    """With a graph cache too small for one graph, every asset after attribution reads each
+    graph from its file again (a new object each time); each takes its node influence from
+    the ``nodes`` table, so influence is still computed once per graph (for the table), and
+    the stored masks, scores and viewer JSON are those of a fresh computation."""
+    from ct_assets.lib.runner import materialize
+    from ct_engine.graph import Graph, compute_graph_scores, prune_graph
+    from ct_engine.graph.files import graph_document
+    from ct_engine.graph.pruning import INFLUENCE_COUNTS
+    from ct_lake.lake import Lake
+    from ct_lake.paths import GRAPH_FILE, GRAPH_FILES, GRAPHS, graph_slug
+
+    config, instance = lakehouse
+    monkeypatch.setenv("CT_GRAPH_CACHE_MB", "0.001")  # holds only the graph read last
+    loads = []
+    load = Graph.load
+    monkeypatch.setattr(Graph, "load", staticmethod(lambda path: loads.append(path) or load(path)))
+    before = dict(INFLUENCE_COUNTS)
+    summary = materialize(config, "tiny", PROMPTS, instance, with_model_assets=False)
+    assert summary.success
+    # pruned_graph, graph_scores, graph_files and intervention_results read every graph again
+    assert len(loads) == 4 * len(PROMPTS)
+    assert INFLUENCE_COUNTS["computed"] - before["computed"] == len(PROMPTS)
+    assert INFLUENCE_COUNTS["remembered"] - before["remembered"] == len(loads)
+
+    monkeypatch.undo()
+    lake = Lake(config.lake)
+    for key in summary.partition_keys:
+        model, prompt = key.keys_by_dimension["model"], key.keys_by_dimension["prompt"]
+        graph = Graph.load(lake.local_file(GRAPHS, GRAPH_FILE, model=model, prompt=prompt))
+        fresh = prune_graph(graph, config.pruning.node_threshold, config.pruning.edge_threshold)
+        kept = lake.read_table("pruned_nodes", model=model, prompt=prompt).column("kept")
+        assert np.array_equal(kept.to_numpy(False), fresh.node_mask.numpy())
+        row = lake.read_table("scores", model=model, prompt=prompt).to_pylist()[0]
+        replacement, completeness = compute_graph_scores(graph)
+        assert (row["replacement_score"], row["completeness_score"]) == (
+            replacement,
+            completeness,
+        )
+        slug = graph_slug(model, prompt)
+        stored = json.loads(lake.read_bytes(GRAPH_FILES, f"{slug}.json", model=model))
+        document = graph_document(
+            graph,
+            slug,
+            tokenizer=None,
+            scan=graph.scan if graph.scan is not None else config.model(model).transcoders,
+            node_threshold=config.pruning.node_threshold,
+            edge_threshold=config.pruning.edge_threshold,
+        )
+        assert stored == json.loads(json.dumps(document))
