@@ -183,6 +183,21 @@ def stored_node_influence(lake, keys: dict[str, str], graph: Graph) -> np.ndarra
     return np.array(influence.to_numpy(), dtype=np.float64)
 
 
+def seed_node_influence(lake, keys: dict[str, str], graph: Graph) -> bool:
+    """Give ``graph`` (just read from the partition's graph file) the node influence its
+    ``nodes`` table stored (:func:`stored_node_influence`), so that pruning, the scores and the
+    node ranks do not compute it again; False when the table is not this graph's."""
+    influence = stored_node_influence(lake, keys, graph)
+    if influence is None:
+        return False
+    import torch
+
+    from ct_engine.graph import remember_node_influence
+
+    remember_node_influence(graph, torch.from_numpy(influence))
+    return True
+
+
 def edges_table(rows: Tensor, cols: Tensor, values: Tensor) -> pa.Table:
     return _arrow(
         "edges",

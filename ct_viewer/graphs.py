@@ -320,8 +320,13 @@ class GraphStore:
     def graph(self, ref: GraphRef):
         from ct_engine.graph.cache import load_graph
 
+        def stored_influence(graph) -> None:  # a lake graph takes its node influence along
+            from ct_lake.records import seed_node_influence
+
+            seed_node_influence(self.lake, {"model": ref.model, "prompt": ref.prompt}, graph)
+
         with self._graph_lock:  # load_graph's cache is not thread-safe
-            return load_graph(ref.path)
+            return load_graph(ref.path, on_load=stored_influence if ref.source == "lake" else None)
 
     def entry(self, model: str | None):
         """The config's model entry of ``model``, or None (no config, or not declared)."""

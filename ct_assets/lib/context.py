@@ -77,15 +77,6 @@ def read_graph(lake: Lake, keys: dict[str, str]):
     each one again for every asset) is given the node influence its ``nodes`` table stored,
     so that pruning and the scores do not compute it once more per asset."""
     return load_graph(
-        lake.local_file(GRAPHS, GRAPH_FILE, **keys), on_load=lambda g: _seed(lake, keys, g)
+        lake.local_file(GRAPHS, GRAPH_FILE, **keys),
+        on_load=lambda graph: records.seed_node_influence(lake, keys, graph),
     )
-
-
-def _seed(lake: Lake, keys: dict[str, str], graph) -> None:
-    import torch
-
-    from ct_engine.graph import remember_node_influence
-
-    influence = records.stored_node_influence(lake, keys, graph)
-    if influence is not None:  # else the table is not this graph's: computed when needed
-        remember_node_influence(graph, torch.from_numpy(influence))
