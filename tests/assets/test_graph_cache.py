@@ -175,10 +175,9 @@ def test_a_run_reads_and_prunes_each_graph_once(lakehouse, monkeypatch):
     from ct_assets.lib import graph_cache
     from ct_assets.lib.runner import materialize
     from ct_engine.graph import Graph
-    from ct_engine.graph.files import graph_document
     from ct_engine.graph.pruning import INFLUENCE_COUNTS
     from ct_lake.lake import Lake
-    from ct_lake.paths import GRAPH_FILE, GRAPH_FILES, GRAPHS, graph_slug
+    from ct_lake.paths import GRAPH_FILE, GRAPHS
 
     config, instance = lakehouse
     loads = []
@@ -198,17 +197,7 @@ def test_a_run_reads_and_prunes_each_graph_once(lakehouse, monkeypatch):
     for key in summary.partition_keys:
         model, prompt = key.keys_by_dimension["model"], key.keys_by_dimension["prompt"]
         graph = Graph.load(lake.local_file(GRAPHS, GRAPH_FILE, model=model, prompt=prompt))
-        slug = graph_slug(model, prompt)
-        stored = json.loads(lake.read_bytes(GRAPH_FILES, f"{slug}.json", model=model))
-        fresh = graph_document(
-            graph,
-            slug,
-            tokenizer=None,
-            scan=graph.scan if graph.scan is not None else config.model(model).transcoders,
-            node_threshold=config.pruning.node_threshold,
-            edge_threshold=config.pruning.edge_threshold,
-        )
-        assert stored == json.loads(json.dumps(fresh))
+        assert_viewer_json_is_fresh(config, lake, graph, model, prompt)
 
 
 @pytest.mark.slow  # a Dagster materialization of two prompts: ~40 s on busy cores
@@ -221,10 +210,9 @@ def test_a_run_whose_graphs_exceed_the_cache_computes_influence_once_per_graph(
     the stored masks, scores and viewer JSON are those of a fresh computation."""
     from ct_assets.lib.runner import materialize
     from ct_engine.graph import Graph, compute_graph_scores, prune_graph
-    from ct_engine.graph.files import graph_document
     from ct_engine.graph.pruning import INFLUENCE_COUNTS
     from ct_lake.lake import Lake
-    from ct_lake.paths import GRAPH_FILE, GRAPH_FILES, GRAPHS, graph_slug
+    from ct_lake.paths import GRAPH_FILE, GRAPHS
 
     config, instance = lakehouse
     monkeypatch.setenv("CT_GRAPH_CACHE_MB", "0.001")  # holds only the graph read last
@@ -253,14 +241,22 @@ def test_a_run_whose_graphs_exceed_the_cache_computes_influence_once_per_graph(
             replacement,
             completeness,
         )
-        slug = graph_slug(model, prompt)
-        stored = json.loads(lake.read_bytes(GRAPH_FILES, f"{slug}.json", model=model))
-        document = graph_document(
-            graph,
-            slug,
-            tokenizer=None,
-            scan=graph.scan if graph.scan is not None else config.model(model).transcoders,
-            node_threshold=config.pruning.node_threshold,
-            edge_threshold=config.pruning.edge_threshold,
-        )
-        assert stored == json.loads(json.dumps(document))
+        assert_viewer_json_is_fresh(config, lake, graph, model, prompt)
+
+
+def assert_viewer_json_is_fresh(config, lake, graph, model: str, prompt: str) -> None:
+    """The partition's stored viewer JSON equals a fresh document of the stored ``graph``."""
+    from ct_engine.graph.files import graph_document
+    from ct_lake.paths import GRAPH_FILES, graph_slug
+
+    slug = graph_slug(model, prompt)
+    stored = json.loads(lake.read_bytes(GRAPH_FILES, f"{slug}.json", model=model))
+    fresh = graph_document(
+        graph,
+        slug,
+        tokenizer=None,
+        scan=graph.scan if graph.scan is not None else config.model(model).transcoders,
+        node_threshold=config.pruning.node_threshold,
+        edge_threshold=config.pruning.edge_threshold,
+    )
+    assert stored == json.loads(json.dumps(fresh))
