@@ -179,7 +179,7 @@ def stored_node_influence(lake, keys: dict[str, str], graph: Graph) -> np.ndarra
     influence = stored.column("influence")
     if influence.type != pa.float64() or influence.null_count:
         return None
-    # a writable copy: torch.from_numpy warns on Arrow's read-only buffers
+    # a writable copy: torch warns on wrapping Arrow's read-only buffers
     return np.array(influence.to_numpy(), dtype=np.float64)
 
 
@@ -190,11 +190,9 @@ def seed_node_influence(lake, keys: dict[str, str], graph: Graph) -> bool:
     influence = stored_node_influence(lake, keys, graph)
     if influence is None:
         return False
-    import torch
-
     from ct_engine.graph import remember_node_influence
 
-    remember_node_influence(graph, torch.from_numpy(influence))
+    remember_node_influence(graph, influence)
     return True
 
 

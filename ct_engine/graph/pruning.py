@@ -211,7 +211,7 @@ def graph_node_influence(graph: Graph) -> torch.Tensor:
     return influence
 
 
-def remember_node_influence(graph: Graph, influence: torch.Tensor) -> None:
+def remember_node_influence(graph: Graph, influence) -> None:
     """Give ``graph`` its node influence, known from an earlier computation, so that
     :func:`graph_node_influence` (pruning, scores) does not compute it again.
 
@@ -221,11 +221,13 @@ def remember_node_influence(graph: Graph, influence: torch.Tensor) -> None:
 
     Args:
         graph: the graph.
-        influence: ``(N,)`` float64, in node order (moved to the adjacency's device).
+        influence: ``(N,)`` float64 tensor or numpy array (a stored column, read without
+            torch), in node order (moved to the adjacency's device).
 
     Raises:
         ValueError: another shape or dtype (a float32 copy would not give the same masks).
     """
+    influence = torch.as_tensor(influence)
     if influence.shape != (graph.n_nodes,) or influence.dtype != torch.float64:
         raise ValueError(
             f"node influence of a graph of {graph.n_nodes} nodes must be ({graph.n_nodes},) "
