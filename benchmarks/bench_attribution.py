@@ -282,19 +282,25 @@ def _remove_graph(path: str | None) -> None:
 
 
 def predicted_min_gib(info: dict, tool: str, length: int, max_nodes: int | None) -> float | None:
-    """Lower bound on the memory an uncapped graph needs, or ``None`` (capped / unknown).
+    """Lower bound on the memory a graph's dense buffers need, or ``None`` (none / unknown).
 
-    circuit-tracer 0.5.0 holds, while packaging, its ``(N_act + K, N)`` float32 edge matrix
-    and a row-permuted copy of it (then the ``N x N`` adjacency): at least ``2 * 4 * N^2``
-    bytes. ct_engine writes uncapped rows straight into the ``N x N`` adjacency: ``4 * N^2``.
-    ``N_act`` comes from ``make_bench_model.py``'s counts.
+    circuit-tracer 0.5.0 holds, while packaging, its ``(rows, N)`` float32 edge matrix and a
+    row-permuted copy of it (then the adjacency of the kept nodes): at least ``2 * 4 * rows * N``
+    bytes, where ``N`` counts every active feature, error, token and logit node and ``rows`` is
+    ``N_act`` (uncapped) or ``max_nodes`` plus the logits (capped). ct_engine writes uncapped
+    rows straight into the ``N x N`` adjacency (``4 * N^2``) and keeps capped rows sparse.
+    ``N_act`` comes from ``make_bench_model.py``'s counts; one logit is assumed.
     """
     n_act = info.get("active_features", {}).get(str(length))
-    if max_nodes is not None or n_act is None:
+    if n_act is None or (max_nodes is not None and tool == "ours"):
         return None
-    n = n_act + (info["spec"]["n_layers"] + 1) * length + 1  # at least one logit
-    buffers = 1 if tool == "ours" else 2
-    return buffers * 4 * n * n / GIB
+    n = n_act + (info["spec"]["n_layers"] + 1) * length + 1
+    if max_nodes is None:
+        rows = n
+        buffers = 1 if tool == "ours" else 2
+    else:
+        rows, buffers = min(max_nodes, n_act) + 1, 2
+    return buffers * 4 * rows * n / GIB
 
 
 def predicted_oom(tool: str, need: float, limit: float) -> dict:
@@ -302,7 +308,7 @@ def predicted_oom(tool: str, need: float, limit: float) -> dict:
         "tool": "ct_engine" if tool == "ours" else "circuit-tracer",
         "status": "OOM (predicted, not run)",
         "error": (
-            f"its dense float32 N x N-sized buffers alone need >= {need:.1f} GiB, over the "
+            f"its dense float32 edge buffers alone need >= {need:.1f} GiB, over the "
             f"{limit:.1f} GiB limit; run with --force-oversized to try anyway"
         ),
         "load_before": load_average(),
@@ -448,7 +454,8 @@ def run_config(tool: str, args, info: dict, length: int, max_nodes: int | None, 
     """Run one tool on one configuration ``--repeats`` times; keep the fastest run."""
     need = predicted_min_gib(info, tool, length, max_nodes)
     if need is not None and need > args.mem_limit_gib and not args.force_oversized:
-        print(f"[skip] {tool} {length} tokens uncapped: needs >= {need:.1f} GiB", flush=True)
+        cap = "uncapped" if max_nodes is None else f"cap {max_nodes}"
+        print(f"[skip] {tool} {length} tokens {cap}: needs >= {need:.1f} GiB", flush=True)
         return predicted_oom(tool, need, args.mem_limit_gib)
     best, walls = None, []
     for repeat in range(args.repeats):

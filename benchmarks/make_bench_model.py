@@ -42,10 +42,14 @@ N_HEADS = 8
 N_KV_HEADS = 2
 D_MLP = 1024
 D_TRANSCODER = 2048
-MAX_POSITIONS = 512
+MAX_POSITIONS = 1024
 INPUT_HOOK = "mlp.hook_in"
 OUTPUT_HOOK = "mlp.hook_out"
-PROMPT_LENGTH = 512  # the longest prompt; shorter ones are its prefixes
+# The longest prompt; shorter ones are its prefixes. Raised from 512 (with MAX_POSITIONS) for
+# the 1,024-token benchmark: the weights, the transcoders and every shorter prompt are the same
+# bytes as before (the prompt is drawn token by token from one seeded generator, and a Llama's
+# rotary positions have no weights).
+PROMPT_LENGTH = 1024
 PROMPT_SEED = 1234
 N_SPECIALS = 4  # <pad> <bos> <eos> <unk> come first in the tiny tokenizer
 BOS_ID = 1
@@ -115,7 +119,9 @@ def build(out: Path, target_active: int, seed: int) -> dict:
     counts = count_active(model_dir, tc_dir, tokens[:CALIBRATION_LENGTH], grid)
     scale = min(grid, key=lambda s: abs(counts[s] - target_active))
     transcoders(scale)
-    check = {n: count_active(model_dir, tc_dir, tokens[:n], [1.0])[1.0] for n in (16, 64, 256)}
+    check = {
+        n: count_active(model_dir, tc_dir, tokens[:n], [1.0])[1.0] for n in (16, 64, 256, 1024)
+    }
     info = {
         "spec": spec.__dict__,
         "d_transcoder": D_TRANSCODER,

@@ -7,7 +7,8 @@
 # circuit-tracer 0.5.0 needs an older stack than ct-lakehouse (transformers 4.57.3,
 # transformer-lens 3.2.1, nnsight 0.7.0), hence its own venv. torch is installed from the CPU
 # wheel index unless TORCH_INDEX_URL is set (e.g. to a CUDA index), so pip does not pull a
-# multi-GB CUDA build; everything else comes from the default index.
+# multi-GB CUDA build; everything else comes from the default index. Where that index cannot
+# be reached, pip's own configuration (e.g. a find-links folder with the CPU wheel) is used.
 set -euo pipefail
 
 VENV="${CT_REF_VENV:-/work/ct-ref-venv}"
@@ -19,7 +20,9 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import circuit_tracer" 2>
 else
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --upgrade pip
-    "$VENV/bin/python" -m pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0
+    # Offline machines carry the CPU wheel in pip's find-links instead: fall back to it.
+    "$VENV/bin/python" -m pip install --retries 1 --timeout 20 --index-url "$TORCH_INDEX_URL" \
+        torch==2.13.0 || "$VENV/bin/python" -m pip install torch==2.13.0
     "$VENV/bin/python" -m pip install torch==2.13.0 circuit-tracer==0.5.0 \
         transformers==4.57.3 transformer-lens==3.2.1 nnsight==0.7.0
 fi
