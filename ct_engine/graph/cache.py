@@ -2,8 +2,11 @@
 
 The assets downstream of attribution and the viewer read the same graph files again and again;
 a range run executes every asset in one process, each looping over every partition. The cache
-holds graphs up to a memory budget (``CT_GRAPH_CACHE_MB``, default 2048) so that each graph is
-read at most once per run. A graph read again once the budget let it go is a new object:
+holds graphs up to a memory budget so that each graph is read at most once per run:
+``CT_GRAPH_CACHE_MB``, by default a quarter of the machine's memory (at least 1 GiB). A range
+run reads its graphs in the same order for every asset, so a range whose graphs exceed the
+budget is read again by each asset (least recently used goes first). A graph read again once
+the budget let it go is a new object:
 ``on_load`` lets the caller give it what was stored with it (its node influence, say) before
 anything derives from it.
 """
@@ -18,8 +21,25 @@ from pathlib import Path
 _GRAPHS: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
 
 
+MIN_DEFAULT_BUDGET = 1 << 30
+
+
 def _budget_bytes() -> int:
-    return int(float(os.environ.get("CT_GRAPH_CACHE_MB", "2048")) * 2**20)
+    if "CT_GRAPH_CACHE_MB" in os.environ:
+        return int(float(os.environ["CT_GRAPH_CACHE_MB"]) * 2**20)
+    return max(MIN_DEFAULT_BUDGET, _total_memory() // 4)
+
+
+def _total_memory() -> int:
+    """The machine's memory in bytes, or that of the process's cgroup when it is smaller."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return total
 
 
 def _key(path: Path) -> tuple:
