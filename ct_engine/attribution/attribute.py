@@ -34,6 +34,7 @@ from ct_engine.attribution.rows import RowComputer
 from ct_engine.attribution.sparse_rows import SPARSE_FROM_BYTES, CsrRows, row_bounds
 from ct_engine.attribution.targets import AttributionTargets, TargetSpec
 from ct_engine.graph import Graph, compute_partial_influences
+from ct_engine.graph.influence import abs_row_sums
 
 OFFLOAD_MODES = (None, "cpu", "disk")
 
@@ -250,10 +251,13 @@ def _greedy_rows(model, ctx, targets, batch_size, n_rows, update_interval, verbo
     # layout (the logit columns stay zero); row_nodes[r] is the node row r belongs to.
     edge_rows = torch.zeros(K + n_rows, n_src + K, dtype=torch.float32)
     row_nodes = torch.empty(K + n_rows, dtype=torch.long)
+    # |row| sums, taken once per row as it arrives: every refresh of the ranking needs them.
+    row_sums = torch.zeros(K + n_rows, dtype=torch.float64)
     with _timed(timings, "logit_rows"):
         for start, stop, block in _logit_rows(rows, ctx, targets):
             edge_rows[start:stop, :n_src] = block
             row_nodes[start:stop] = n_src + torch.arange(start, stop)
+            row_sums[start:stop] = abs_row_sums(edge_rows[start:stop])
 
     visited = torch.zeros(n_act, dtype=torch.bool)
     filled = K
@@ -261,7 +265,10 @@ def _greedy_rows(model, ctx, targets, batch_size, n_rows, update_interval, verbo
         progress = tqdm(total=n_rows, desc="feature rows", disable=not verbose, unit="row")
         while filled - K < n_rows:
             influence = compute_partial_influences(
-                edge_rows[:filled], targets.logit_probabilities, row_nodes[:filled]
+                edge_rows[:filled],
+                targets.logit_probabilities,
+                row_nodes[:filled],
+                row_abs_sums=row_sums[:filled],
             )
             ranked = torch.argsort(influence[:n_act], descending=True, stable=True)
             remaining = n_rows - (filled - K)
@@ -271,6 +278,9 @@ def _greedy_rows(model, ctx, targets, batch_size, n_rows, update_interval, verbo
                 block = rows.compute(feat_layers[idx], feat_pos[idx], comps.encoder_vecs[idx])
                 edge_rows[filled : filled + len(chunk), :n_src] = block.cpu()
                 row_nodes[filled : filled + len(chunk)] = chunk
+                row_sums[filled : filled + len(chunk)] = abs_row_sums(
+                    edge_rows[filled : filled + len(chunk)]
+                )
                 visited[chunk] = True
                 filled += len(chunk)
                 progress.update(len(chunk))

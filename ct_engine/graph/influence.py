@@ -96,6 +96,7 @@ def compute_partial_influences(
     logit_weights: torch.Tensor,
     row_to_node_index: torch.Tensor,
     max_iter: int = 128,
+    row_abs_sums: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Influence through the rows computed so far, for greedy feature ranking.
 
@@ -114,6 +115,9 @@ def compute_partial_influences(
         logit_weights: ``(K,)`` target weights; the last ``K`` columns are the logits.
         row_to_node_index: ``(st,)`` node index of each row.
         max_iter: propagation steps allowed before giving up (iterated case).
+        row_abs_sums: ``(st,)`` float64 ``|row|`` sums (:func:`abs_row_sums`) if the caller keeps
+            them: a row never changes once computed, so a ranking that refreshes as rows
+            arrive sums each row once instead of once per refresh.
 
     Returns:
         ``(N_total,)`` influence, in ``edge_rows``' dtype and device.
@@ -124,10 +128,11 @@ def compute_partial_influences(
     # |R| is never materialised whole: at 7.5k rows × 57k columns it is a 1.7 GB copy per
     # refresh. Row sums and the final product are taken over row blocks instead.
     index = row_to_node_index.to(device=edge_rows.device, dtype=torch.long)
-    inv_sums = torch.cat(
-        [block.abs().sum(dim=1) for block in _row_blocks(edge_rows)] or [edge_rows.new_zeros(0)]
-    )
-    inv_sums = inv_sums.clamp(min=PARTIAL_NORM_EPS).reciprocal()
+    if row_abs_sums is None:
+        row_abs_sums = abs_row_sums(edge_rows)
+    elif row_abs_sums.shape != edge_rows.shape[:1]:
+        raise ValueError(f"{len(row_abs_sums)} row sums for {len(edge_rows)} rows")
+    inv_sums = row_abs_sums.double().clamp(min=PARTIAL_NORM_EPS).reciprocal().to(edge_rows)
     weights = torch.zeros(edge_rows.shape[1], dtype=edge_rows.dtype, device=edge_rows.device)
     if len(logit_weights):
         weights[-len(logit_weights) :] = logit_weights.to(weights)
@@ -152,12 +157,31 @@ def _row_blocks(rows: torch.Tensor):
         yield rows[start : start + _ROW_BLOCK]
 
 
+def _abs_blocks(rows: torch.Tensor):
+    """``(start, |block|)`` over row blocks, each written into one scratch buffer: a fresh
+    ``|block|`` per block is a large allocation whose pages the OS maps again every time.
+    """
+    scratch = rows.new_empty((min(_ROW_BLOCK, rows.shape[0]), rows.shape[1]))
+    for start in range(0, rows.shape[0], _ROW_BLOCK):
+        block = rows[start : start + _ROW_BLOCK]
+        yield start, torch.abs(block, out=scratch[: len(block)])
+
+
+def abs_row_sums(rows: torch.Tensor) -> torch.Tensor:
+    """``(st,)`` float64 sums of ``|rows|`` per row, over row blocks.
+
+    Accumulated in float64 so that a row's sum does not depend on how many rows are summed
+    with it (a float32 sum of a single row is split differently across threads).
+    """
+    sums = [magnitudes.sum(dim=1, dtype=torch.float64) for _, magnitudes in _abs_blocks(rows)]
+    return torch.cat(sums) if sums else torch.zeros(0, dtype=torch.float64, device=rows.device)
+
+
 def _abs_rows_t_mv(rows: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
     """``|rows|ᵀ @ vector`` over row blocks: ``(N_total,)``."""
     out = torch.zeros(rows.shape[1], dtype=rows.dtype, device=rows.device)
-    for i, block in enumerate(_row_blocks(rows)):
-        start = i * _ROW_BLOCK
-        out += torch.mv(block.abs().t(), vector[start : start + len(block)])
+    for start, magnitudes in _abs_blocks(rows):
+        out += torch.mv(magnitudes.t(), vector[start : start + len(magnitudes)])
     return out
 
 

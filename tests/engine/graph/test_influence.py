@@ -12,7 +12,7 @@ from ct_engine.graph import (
     compute_partial_influences,
     normalize_matrix,
 )
-from ct_engine.graph.influence import _topological_row_coefficients
+from ct_engine.graph.influence import _topological_row_coefficients, abs_row_sums
 from tests.engine.graph.helpers import random_graph, to_layout, twelve_node_adjacency
 
 LAYOUTS = ["dense", "coo", "csr"]
@@ -152,3 +152,27 @@ def test_partial_influences_over_many_row_blocks():
         expected += prod
     got = compute_partial_influences(rows, weights, nodes)
     torch.testing.assert_close(got, expected, atol=1e-15, rtol=1e-12)
+
+
+def test_partial_influences_take_row_sums_kept_as_rows_arrive():
+    """The ranking keeps each row's |row| sum from when the row was computed; those sums,
+    taken a few rows (or one row) at a time, give the ranking of a fresh computation exactly."""
+    g = random_graph(seed=3)
+    A = g.dense_adjacency()
+    K = g.n_logits
+    row_nodes = torch.cat(
+        [torch.arange(g.n_nodes - K, g.n_nodes), torch.arange(0, g.n_features, 3)]
+    )
+    rows = A[row_nodes].contiguous()
+    chunks = [1, 2, 5, 1, 64]
+    kept, start = [], 0
+    while start < len(rows):
+        size = chunks[len(kept) % len(chunks)]
+        kept.append(abs_row_sums(rows[start : start + size]))
+        start += size
+    sums = torch.cat(kept)
+    fresh = compute_partial_influences(rows, g.logit_probabilities, row_nodes)
+    cached = compute_partial_influences(rows, g.logit_probabilities, row_nodes, row_abs_sums=sums)
+    assert torch.equal(cached, fresh)
+    with pytest.raises(ValueError, match="row sums for"):
+        compute_partial_influences(rows, g.logit_probabilities, row_nodes, row_abs_sums=sums[1:])
