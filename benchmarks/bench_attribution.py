@@ -523,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     info = json.loads((args.data / "bench_model.json").read_text())
     spec = info["spec"]
+    engine = engine_version()  # the code the runs use: taken before they start, not after
     work = args.data / "runs"
     work.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -567,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "engine": engine_version(),
+        "engine": engine,
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs, Linux {platform.release()})",
         "total_ram_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB,
         "model": (
