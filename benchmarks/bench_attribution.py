@@ -287,20 +287,17 @@ def predicted_min_gib(info: dict, tool: str, length: int, max_nodes: int | None)
     circuit-tracer 0.5.0 holds, while packaging, its ``(rows, N)`` float32 edge matrix and a
     row-permuted copy of it (then the adjacency of the kept nodes): at least ``2 * 4 * rows * N``
     bytes, where ``N`` counts every active feature, error, token and logit node and ``rows`` is
-    ``N_act`` (uncapped) or ``max_nodes`` plus the logits (capped). ct_engine writes uncapped
-    rows straight into the ``N x N`` adjacency (``4 * N^2``) and keeps capped rows sparse.
-    ``N_act`` comes from ``make_bench_model.py``'s counts; one logit is assumed.
+    ``N_act`` (uncapped) or ``max_nodes`` plus the logits (capped). ct_engine keeps large
+    uncapped graphs as sparse rows, so no dense bound applies to it (its own estimate is
+    ``ct attribute --estimate-memory``). ``N_act`` comes from ``make_bench_model.py``'s counts;
+    one logit is assumed.
     """
     n_act = info.get("active_features", {}).get(str(length))
-    if n_act is None or (max_nodes is not None and tool == "ours"):
+    if n_act is None or tool == "ours":
         return None
     n = n_act + (info["spec"]["n_layers"] + 1) * length + 1
-    if max_nodes is None:
-        rows = n
-        buffers = 1 if tool == "ours" else 2
-    else:
-        rows, buffers = min(max_nodes, n_act) + 1, 2
-    return buffers * 4 * rows * n / GIB
+    rows = n if max_nodes is None else min(max_nodes, n_act) + 1
+    return 2 * 4 * rows * n / GIB
 
 
 def predicted_oom(tool: str, need: float, limit: float) -> dict:
