@@ -169,6 +169,13 @@ _N_BUCKETS = 4
 _MIN_BUCKETED_POS = 32
 
 
+def _frozen_run(model, ctx: AttributionContext, n_pos: int, batch: int):
+    """The frozen forward of ``batch`` copies of the prompt's first ``n_pos`` tokens, its
+    MLPs standing in with their clean outputs where the backend allows."""
+    tokens = ctx.tokens[None, :n_pos].expand(batch, -1)
+    return model.impl.frozen_run(tokens, mlp_outputs=ctx.mlp_outputs)
+
+
 def _logit_rows(rows: RowComputer, ctx: AttributionContext, targets: AttributionTargets):
     """Yield ``(start, stop, rows (n, N_act + (L+1)·T))`` for the targets in batches."""
     L, T, K, B = ctx.n_layers, ctx.n_pos, len(targets), rows.batch_size
@@ -215,7 +222,7 @@ def _all_rows(model, ctx, targets, batch_size, verbose, timings, sparse) -> torc
             continue
         batch = min(batch_size, n_needed)
         with _timed(timings, "forward"):
-            rows = RowComputer(ctx, model.impl.frozen_run(ctx.tokens[None, :end].expand(batch, -1)))
+            rows = RowComputer(ctx, _frozen_run(model, ctx, end, batch))
         if end == T:
             with _timed(timings, "logit_rows"):
                 for start, stop, block in _logit_rows(rows, ctx, targets):
@@ -246,7 +253,7 @@ def _greedy_rows(model, ctx, targets, batch_size, n_rows, update_interval, verbo
     feat_layers, feat_pos = comps.activation_matrix.indices()[:2]
     batch = min(batch_size, max(K, n_rows, 1))
     with _timed(timings, "forward"):
-        rows = RowComputer(ctx, model.impl.frozen_run(ctx.tokens[None].expand(batch, -1)))
+        rows = RowComputer(ctx, _frozen_run(model, ctx, ctx.n_pos, batch))
     # Rows keep all N_total = n_src + K columns so the ranking sees circuit-tracer's node
     # layout (the logit columns stay zero); row_nodes[r] is the node row r belongs to.
     edge_rows = torch.zeros(K + n_rows, n_src + K, dtype=torch.float32)

@@ -20,6 +20,8 @@ class AttributionContext:
         error_vectors: ``(L, T, D)`` MLP output minus transcoder reconstruction, zeroed at
             the model's zero positions.
         token_vectors: ``(T, D)`` embedding-hook output (what each token writes).
+        mlp_outputs: ``(L, T, D)`` what each MLP module returned, which frozen runs stand in
+            for the modules; ``None`` where the backend cannot.
     """
 
     tokens: torch.Tensor
@@ -27,6 +29,7 @@ class AttributionContext:
     components: AttributionComponents
     error_vectors: torch.Tensor
     token_vectors: torch.Tensor
+    mlp_outputs: torch.Tensor | None = None
 
     @property
     def n_layers(self) -> int:
@@ -69,4 +72,5 @@ def build_context(model, tokens: torch.Tensor) -> AttributionContext:
         components=components,
         error_vectors=errors,
         token_vectors=clean.embeddings,
+        mlp_outputs=clean.mlp_outputs,
     )

@@ -39,12 +39,16 @@ class CleanRun:
         feature_outputs: ``(L, T, D)`` MLP outputs at each layer's feature output hook.
         embeddings: ``(T, D)`` what the embedding writes into the residual stream (token
             vectors, including any in-module scaling such as Gemma's √D).
+        mlp_outputs: ``(L, T, D)`` what each layer's MLP module returned, or ``None`` where
+            the backend cannot stand these values in for the modules (see
+            :meth:`Backend.frozen_run`).
     """
 
     logits: torch.Tensor
     feature_inputs: torch.Tensor
     feature_outputs: torch.Tensor
     embeddings: torch.Tensor
+    mlp_outputs: torch.Tensor | None = None
 
 
 @dataclass
@@ -83,6 +87,15 @@ class FreezeState:
     feature_inputs: torch.Tensor
     feature_outputs: torch.Tensor
     logits: torch.Tensor
+
+
+def broadcast_mlp_output(mlp_outputs: torch.Tensor, layer: int, tokens: torch.Tensor):
+    """``(B, T, D)`` view of a clean MLP output ``mlp_outputs[layer] (>= T, D)`` for a
+    forward of ``tokens (B, T)`` (a prompt prefix reads the leading positions). A copy per
+    batch row, as the module's own output was: with a stride-0 view the backward passes got
+    slower (about 5% of an uncapped 64-token run)."""
+    B, T = tokens.shape
+    return mlp_outputs[layer, :T].expand(B, T, -1).contiguous()
 
 
 class CleanRunMixin:
@@ -126,7 +139,19 @@ class Backend(Protocol):
 
     def clean_run(self, tokens: torch.Tensor) -> CleanRun: ...
 
-    def frozen_run(self, tokens: torch.Tensor) -> FrozenRun: ...
+    def frozen_run(
+        self, tokens: torch.Tensor, mlp_outputs: torch.Tensor | None = None
+    ) -> FrozenRun:
+        """Forward ``tokens (B, T)`` building the linearized autograd graph.
+
+        ``mlp_outputs``: a clean run's :attr:`CleanRun.mlp_outputs` of the same prompt (or of
+        a longer one it is a prefix of). The MLP modules then do not run: each returns its
+        clean output, broadcast over the batch. In the replacement model an MLP's output is a
+        constant (gradients pass the MLP only through the transcoder's skip path, which reads
+        the feature input hook), and an MLP acts on each position alone, so the graph is the
+        same, and the forward skips most of its multiply-adds.
+        """
+        ...
 
     def capture_freeze_state(self, tokens: torch.Tensor) -> FreezeState: ...
 

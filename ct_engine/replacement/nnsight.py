@@ -35,7 +35,13 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ct_engine.replacement.backend import CleanRun, CleanRunMixin, FrozenRun, text_config
+from ct_engine.replacement.backend import (
+    CleanRun,
+    CleanRunMixin,
+    FrozenRun,
+    broadcast_mlp_output,
+    text_config,
+)
 from ct_engine.replacement.edits import ForwardEdits, Pins, pin_prefix
 from ct_engine.replacement.hooks import unknown_hook_message
 from ct_engine.replacement.nnsight_mapping import FamilyMapping, mapping_for
@@ -93,12 +99,18 @@ class NNsightBackend(CleanRunMixin):
         ]
         self.norm_scale_hooks.append(self.mapping.final_norm_scale)
         self.freeze_hooks = self.attention_hooks + self.norm_scale_hooks
+        # Each layer's MLP output, and the gate where a frozen run skips the module.
+        mlp = self.mapping.mlp_output
+        self.mlp_outputs = [_layer(i, mlp) for i in range(L)] if mlp else None
+        self.mlp_skips = [_layer(i, _skip_location(mlp)) for i in range(L)] if mlp else None
         # Every location in execution order (a trace must request them in this order).
         order = [self.mapping.embed]
         for i in range(L):
             for _, loc in self.mapping.layer_sites:
-                if _layer(i, loc) not in order:
-                    order.append(_layer(i, loc))
+                locations = [_skip_location(loc), loc] if loc == mlp else [loc]
+                for location in locations:
+                    if _layer(i, location) not in order:
+                        order.append(_layer(i, location))
         order += [self.mapping.final_norm_scale, self.mapping.final_residual]
         self._order = order
         self._install_sources()
@@ -227,6 +239,9 @@ class NNsightBackend(CleanRunMixin):
         with self.model.trace(tokens, use_cache=False) as tracer:
             for location in order:
                 envoy, attr = self._resolve(location)
+                if attr == "skip":  # the module does not run; its output is the handler's
+                    envoy.skip(handlers[location](None))
+                    continue
                 value = getattr(envoy, attr)
                 new = handlers[location](value)
                 if new is not None and new is not value:
@@ -266,11 +281,16 @@ class NNsightBackend(CleanRunMixin):
 
             return fn
 
+        mlps: list[torch.Tensor | None] = [None] * L
         handlers: dict[str, Handler] = {name: record(name) for name in self.freeze_hooks}
         handlers[self.mapping.embed] = record("embed")
         for layer in range(L):
             handlers[self.input_hooks[layer]] = _store(inputs, layer)
             handlers[self.output_hooks[layer]] = self._output_handler(_store(outputs, layer))
+            if self.mlp_outputs is not None:
+                handlers[self.mlp_outputs[layer]] = _both(
+                    handlers.get(self.mlp_outputs[layer]), _store(mlps, layer)
+                )
         with torch.no_grad():
             logits = self._run(tokens[None], handlers)
         clean = CleanRun(
@@ -278,11 +298,16 @@ class NNsightBackend(CleanRunMixin):
             feature_inputs=torch.stack(inputs)[:, 0],
             feature_outputs=torch.stack(outputs)[:, 0],
             embeddings=stored.pop("embed")[0],
+            mlp_outputs=None if self.mlp_outputs is None else torch.stack(mlps)[:, 0],
         )
         return clean, stored
 
-    def frozen_run(self, tokens: torch.Tensor) -> FrozenRun:
-        """Forward ``tokens (B, T)`` building the linearized autograd graph (see module doc)."""
+    def frozen_run(
+        self, tokens: torch.Tensor, mlp_outputs: torch.Tensor | None = None
+    ) -> FrozenRun:
+        """Forward ``tokens (B, T)`` building the linearized autograd graph (see module doc);
+        with ``mlp_outputs (L, >= T, D)`` the MLP modules are skipped
+        (:meth:`~ct_engine.replacement.backend.Backend.frozen_run`)."""
         L = self.n_layers
         inputs: list[torch.Tensor | None] = [None] * L
         outputs: list[torch.Tensor | None] = [None] * L
@@ -314,6 +339,9 @@ class NNsightBackend(CleanRunMixin):
             handlers[self.input_hooks[layer]] = _store(inputs, layer)
             handlers[self.output_hooks[layer]] = self._output_handler(replace_output(layer))
         handlers[self.mapping.final_residual] = final
+        if mlp_outputs is not None and self.mlp_skips is not None:
+            for layer, location in enumerate(self.mlp_skips):
+                handlers[location] = _constant(broadcast_mlp_output(mlp_outputs, layer, tokens))
         with torch.enable_grad():
             self._run(tokens, handlers, stop_at_final=True)
         return FrozenRun(
@@ -377,3 +405,29 @@ def _store(buffer: list, index: int) -> Handler:
         buffer[index] = value
 
     return fn
+
+
+def _both(first: Handler | None, then: Handler) -> Handler:
+    """Two handlers at one location; ``then`` sees what ``first`` returned (if anything)."""
+    if first is None:
+        return then
+
+    def fn(value):
+        new = first(value)
+        value = value if new is None else new
+        then(value)
+        return new
+
+    return fn
+
+
+def _constant(value: torch.Tensor) -> Handler:
+    def fn(_):
+        return value
+
+    return fn
+
+
+def _skip_location(output_location: str) -> str:
+    """``mlp.output`` -> ``mlp.skip``: the gate where nnsight skips the module."""
+    return output_location.rsplit(".", 1)[0] + ".skip"

@@ -51,6 +51,9 @@ class FamilyMapping:
             into one (GPT-OSS experts output, ``(B·T, D)``).
         layers: the decoder layers' module list (``model.language_model.layers`` in the
             multimodal Gemma-3 checkpoints).
+        mlp_output: the MLP module's output, one of ``layer_sites``, when it is a single
+            ``(B, T, D)`` tensor that a frozen run can stand in for while the module is
+            skipped; ``None`` where it is not (GPT-OSS's MLP also returns router scores).
     """
 
     architecture: str
@@ -60,6 +63,7 @@ class FamilyMapping:
     final_residual: str = "model.norm.output"
     flat_mlp_output: frozenset[str] = field(default_factory=frozenset)
     layers: str = "model.layers"
+    mlp_output: str | None = "mlp.output"
 
     def layer_location(self, layer: int, location: str) -> str:
         """Absolute location of a per-layer ``location`` of decoder layer ``layer``."""
@@ -151,6 +155,7 @@ MAPPINGS: dict[str, FamilyMapping] = {
             "GptOssForCausalLM",
             _GPT_OSS_SITES,
             flat_mlp_output=frozenset({"mlp.hook_out", "hook_mlp_out"}),
+            mlp_output=None,
         ),
     )
 }

@@ -23,7 +23,12 @@ from collections.abc import Iterator
 
 import torch
 
-from ct_engine.replacement.backend import CleanRun, CleanRunMixin, FrozenRun
+from ct_engine.replacement.backend import (
+    CleanRun,
+    CleanRunMixin,
+    FrozenRun,
+    broadcast_mlp_output,
+)
 from ct_engine.replacement.edits import ForwardEdits, Pins, pin_prefix
 from ct_engine.replacement.hooks import (
     BLOCK_NORMS,
@@ -184,18 +189,72 @@ class TransformerLensBackend(CleanRunMixin):
         for layer in range(L):
             hooks.append((self.input_hooks[layer], _store(inputs, layer)))
             hooks.append((self.output_hooks[layer], _store(outputs, layer)))
-        with torch.no_grad():
+        mlps: list[object] = [None] * L
+        with torch.no_grad(), self._recorded_mlps(mlps):
             logits = self._run(tokens[None], hooks, stop_early=False)
         clean = CleanRun(
             logits=logits[0],
             feature_inputs=torch.stack(inputs)[:, 0],
             feature_outputs=torch.stack(outputs)[:, 0],
             embeddings=embed[0][0],
+            mlp_outputs=_stacked_mlp_outputs(mlps, logits.shape[1], self.d_model),
         )
         return clean, pinned
 
-    def frozen_run(self, tokens: torch.Tensor) -> FrozenRun:
-        """Forward ``tokens (B, T)`` building the linearized autograd graph (see module doc)."""
+    def _mlp_modules(self) -> list[torch.nn.Module] | None:
+        """Each block's Hugging Face MLP as the bridge calls it (between the MLP's
+        ``hook_in`` and ``hook_out``), or ``None`` where a bridge computes its MLP otherwise
+        (processed weights) or has no MLP module of its own."""
+        modules = []
+        for block in self.bridge.blocks:
+            bridge_mlp = getattr(block, "mlp", None)
+            module = getattr(bridge_mlp, "original_component", None)
+            if not isinstance(module, torch.nn.Module) or getattr(
+                bridge_mlp, "_use_processed_weights", False
+            ):
+                return None
+            modules.append(module)
+        return modules
+
+    @contextlib.contextmanager
+    def _recorded_mlps(self, outputs: list) -> Iterator[None]:
+        """Record what each MLP module returns into ``outputs[layer]``."""
+        modules = self._mlp_modules()
+        if modules is None:
+            yield
+            return
+
+        def recorder(forward, layer):
+            def fn(*args, **kwargs):
+                outputs[layer] = forward(*args, **kwargs)
+                return outputs[layer]
+
+            return fn
+
+        with _forwards_replaced(modules, [recorder(m.forward, i) for i, m in enumerate(modules)]):
+            yield
+
+    @contextlib.contextmanager
+    def _skipped_mlps(self, mlp_outputs: torch.Tensor | None, tokens) -> Iterator[None]:
+        """MLP modules that return their clean outputs instead of running."""
+        modules = self._mlp_modules() if mlp_outputs is not None else None
+        if modules is None:
+            yield
+            return
+
+        def constant(layer):
+            value = broadcast_mlp_output(mlp_outputs, layer, tokens)
+            return lambda *args, **kwargs: value
+
+        with _forwards_replaced(modules, [constant(i) for i in range(len(modules))]):
+            yield
+
+    def frozen_run(
+        self, tokens: torch.Tensor, mlp_outputs: torch.Tensor | None = None
+    ) -> FrozenRun:
+        """Forward ``tokens (B, T)`` building the linearized autograd graph (see module doc);
+        with ``mlp_outputs (L, >= T, D)`` the MLP modules are skipped
+        (:meth:`~ct_engine.replacement.backend.Backend.frozen_run`)."""
         L = self.n_layers
         inputs: list[torch.Tensor | None] = [None] * L
         outputs: list[torch.Tensor | None] = [None] * L
@@ -228,7 +287,7 @@ class TransformerLensBackend(CleanRunMixin):
             hooks.append((self.input_hooks[layer], _store(inputs, layer)))
             hooks.append((self.output_hooks[layer], replace_output(layer)))
         hooks.append((FINAL_NORM_OUT_HOOK, final))
-        with torch.enable_grad():
+        with torch.enable_grad(), self._skipped_mlps(mlp_outputs, tokens):
             self._run(tokens, hooks, stop_early=True)
         return FrozenRun(
             feature_inputs=inputs,
@@ -265,6 +324,30 @@ class TransformerLensBackend(CleanRunMixin):
         hooks.append((FINAL_NORM_OUT_HOOK, lambda t, hook: edits.final_residual(t)))
         with torch.no_grad():
             return self._run(tokens, hooks, stop_early=False)
+
+
+@contextlib.contextmanager
+def _forwards_replaced(modules: list[torch.nn.Module], forwards: list) -> Iterator[None]:
+    """Give each module another ``forward`` (an instance attribute) for a while."""
+    saved = [m.__dict__.get("forward") for m in modules]
+    for module, forward in zip(modules, forwards, strict=True):
+        module.forward = forward
+    try:
+        yield
+    finally:
+        for module, old in zip(modules, saved, strict=True):
+            if old is None:
+                del module.forward
+            else:
+                module.forward = old
+
+
+def _stacked_mlp_outputs(outputs: list, n_pos: int, d_model: int) -> torch.Tensor | None:
+    """``(L, T, D)`` from one recorded ``(1, T, D)`` tensor per MLP, or ``None`` when an MLP
+    returned anything else (a tuple with router scores, say) or was not called."""
+    if not all(isinstance(o, torch.Tensor) and o.shape == (1, n_pos, d_model) for o in outputs):
+        return None
+    return torch.stack(outputs)[:, 0]
 
 
 def _pin(t: torch.Tensor, hook, clean: torch.Tensor) -> torch.Tensor:
