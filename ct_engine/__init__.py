@@ -8,9 +8,18 @@ Heavy submodules are imported lazily so that ``import ct_engine`` stays cheap.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Large CPU tensors on transparent huge pages. Attribution allocates and frees batch-sized
+# buffers in every forward and backward pass, and faulting them in 4 KiB pages took a
+# tenth of a 256-token run's time (benchmarks/results/attribution.md). PyTorch reads the
+# variable at its first allocation, so it only takes effect when ct_engine is imported before
+# torch has allocated (the ``ct`` command, Dagster's code location); a value the user set
+# wins (``THP_MEM_ALLOC_ENABLE=0`` turns it off). Linux only; elsewhere it is ignored.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 _EXPORTS = {
     "ReplacementModel": "ct_engine.replacement",
